@@ -1,0 +1,55 @@
+# The two commands: `make run` serves the committed demo bundle, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+DATA   ?= ../shared/data
+STORE  ?= models
+NAME   ?= fb-lstm
+
+.PHONY: run test lint train demo-bundle serve-deps dev-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamps keyed on the lock files: a change of pins reinstalls, nothing else does.
+$(VENV)/.serve-installed: requirements/serve.txt pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements/serve.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+$(VENV)/.dev-installed: requirements/dev.txt pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@ $(VENV)/.serve-installed
+
+serve-deps: $(VENV)/.serve-installed
+dev-deps: $(VENV)/.dev-installed
+
+run: serve-deps
+	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
+
+test: dev-deps
+	$(BIN)/python -m pytest
+
+lint: dev-deps
+	$(BIN)/ruff check app model_store training tests bench
+	$(BIN)/ruff format --check app model_store training tests bench
+	$(BIN)/mypy
+
+# Full tutorial run (100 epochs) into $(STORE); prints the model-vs-persistence table.
+train: dev-deps
+	$(BIN)/python -m training train --train-csv $(DATA)/FB_training_data.csv \
+		--test-csv $(DATA)/FB_test_data.csv --store $(STORE) --name $(NAME)
+
+# Rebuilds the committed demo bundle from scratch (replaces every version in models/$(NAME)).
+demo-bundle: dev-deps
+	rm -rf $(STORE)/$(NAME)
+	$(BIN)/python -m training train --train-csv $(DATA)/FB_training_data.csv \
+		--test-csv $(DATA)/FB_test_data.csv --store $(STORE) --name $(NAME) --seed 42
+	$(BIN)/python -m training verify --store $(STORE) --name $(NAME)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

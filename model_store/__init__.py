@@ -1,0 +1,46 @@
+"""The contract between training and serving: bundle format, store, encoding and series rules.
+
+numpy only: importing this package never imports TensorFlow, ONNX Runtime or pandas.
+"""
+
+from model_store.encoding import MinMaxEncoding, WindowEncoding, encoding_from_json
+from model_store.errors import (
+    IntegrityError,
+    InvalidNameError,
+    InvalidVersionError,
+    ManifestError,
+    ModelNotFoundError,
+    ModelStoreError,
+    SeriesError,
+    StoreNotFoundError,
+    VersionNotFoundError,
+)
+from model_store.series import PriceSeries, parse_price_csv, validate_closes
+from model_store.store import LATEST, MANIFEST, Bundle, ModelStore, parse_version, validate_name
+from model_store.windows import prediction_windows, sliding_windows
+
+__all__ = [
+    "LATEST",
+    "MANIFEST",
+    "Bundle",
+    "IntegrityError",
+    "InvalidNameError",
+    "InvalidVersionError",
+    "ManifestError",
+    "MinMaxEncoding",
+    "ModelNotFoundError",
+    "ModelStore",
+    "ModelStoreError",
+    "PriceSeries",
+    "SeriesError",
+    "StoreNotFoundError",
+    "VersionNotFoundError",
+    "WindowEncoding",
+    "encoding_from_json",
+    "parse_price_csv",
+    "parse_version",
+    "prediction_windows",
+    "sliding_windows",
+    "validate_closes",
+    "validate_name",
+]
