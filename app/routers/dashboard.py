@@ -1,0 +1,25 @@
+"""The dashboard: static files served by the app itself, with Plotly.js from the installed `plotly`
+package so the page loads nothing from any other host."""
+
+from importlib import resources
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+def index() -> FileResponse:
+    """The single-page dashboard."""
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+
+@router.get("/vendor/plotly.min.js")
+def plotly_js() -> FileResponse:
+    """Plotly.js as shipped inside the pinned `plotly` Python package."""
+    path = Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+    return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
