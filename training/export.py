@@ -1,0 +1,111 @@
+"""Bundle artifacts: `model.keras`, `model.onnx` (checked for parity) and the test-month chart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import onnxruntime as ort
+import tensorflow as tf
+import tf2onnx
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.figure import Figure
+
+from training.errors import ParityError
+
+ONNX_OPSET = 17
+ONNX_INPUT = "window"
+PARITY_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """Where the ONNX model went and its input/output names."""
+
+    path: Path
+    opset: int
+    input_name: str
+    output_name: str
+
+
+def save_keras(model: keras.Model, path: Path) -> Path:
+    """The native Keras 3 format, for the optional Keras backend of the server and re-training."""
+    model.save(path)
+    return path
+
+
+def export_onnx(model: keras.Model, window: int, path: Path) -> OnnxExport:
+    """Convert through a `tf.function` with a fixed `[None, window, 1]` signature (tf2onnx's
+    `from_keras` does not understand Keras 3 models)."""
+    signature = (tf.TensorSpec([None, window, 1], tf.float32, name=ONNX_INPUT),)
+
+    @tf.function(input_signature=signature)
+    def serve(inputs: tf.Tensor) -> tf.Tensor:
+        return model(inputs, training=False)
+
+    proto, _ = tf2onnx.convert.from_function(
+        serve, input_signature=signature, opset=ONNX_OPSET, output_path=str(path)
+    )
+    return OnnxExport(path, ONNX_OPSET, proto.graph.input[0].name, proto.graph.output[0].name)
+
+
+def run_onnx(path: Path, inputs: np.ndarray) -> np.ndarray:
+    """Raw model outputs `(n, 1)` from ONNX Runtime on the CPU, the way the server runs it."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.asarray(session.run(None, {name: inputs.astype(np.float32)})[0])
+
+
+def check_parity(
+    keras_outputs: np.ndarray, onnx_outputs: np.ndarray, tolerance: float = PARITY_TOLERANCE
+) -> float:
+    """The largest absolute difference between the two models' raw outputs; raises
+    `ParityError` above `tolerance` so a wrong export is never published."""
+    keras_outputs = np.asarray(keras_outputs, dtype=np.float64).reshape(-1)
+    onnx_outputs = np.asarray(onnx_outputs, dtype=np.float64).reshape(-1)
+    if keras_outputs.shape != onnx_outputs.shape:
+        raise ParityError(
+            f"ONNX returned {onnx_outputs.shape[0]} outputs, Keras {keras_outputs.shape[0]}"
+        )
+    max_abs_diff = float(np.max(np.abs(keras_outputs - onnx_outputs)))
+    if not max_abs_diff <= tolerance:  # `not <=` also catches NaN
+        raise ParityError(
+            f"ONNX export differs from Keras by {max_abs_diff:.3g} (tolerance {tolerance:g})"
+        )
+    return max_abs_diff
+
+
+def write_chart(
+    path: Path,
+    dates: np.ndarray,
+    actual: np.ndarray,
+    predicted: np.ndarray,
+    persistence: np.ndarray,
+    title: str,
+) -> Path:
+    """The tutorial's figure (actual vs predicted close over the test month), plus the
+    persistence baseline for an honest comparison. Uses the Agg canvas, no display needed."""
+    figure = Figure(figsize=(10, 5), dpi=100)
+    axes = figure.add_subplot()
+    days = np.asarray(dates, dtype="datetime64[D]")
+    axes.plot(days, actual, color="black", marker="o", markersize=3, label="Actual close")
+    axes.plot(
+        days, predicted, color="tab:green", marker="o", markersize=3, label="Predicted (LSTM)"
+    )
+    axes.plot(
+        days, persistence, color="tab:gray", linestyle="--", label="Persistence (previous close)"
+    )
+    locator = AutoDateLocator()
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    axes.set_title(title)
+    axes.set_xlabel("Date")
+    axes.set_ylabel("Close price")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    # No Software/date metadata: the same data gives the same bytes.
+    figure.savefig(path, format="png", metadata={"Software": None})
+    return path
