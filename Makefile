@@ -8,7 +8,7 @@ DATA   ?= ../shared/data
 STORE  ?= models
 NAME   ?= fb-lstm
 
-.PHONY: run test lint train demo-bundle serve-deps dev-deps clean
+.PHONY: run test browser lint train demo-bundle serve-deps dev-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,12 @@ dev-deps: $(VENV)/.dev-installed
 run: serve-deps
 	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
 
-test: dev-deps
+test: dev-deps browser
 	$(BIN)/python -m pytest
+
+# Debian's headless Chromium for the dashboard browser test (Playwright drives /usr/bin/chromium).
+browser:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 lint: dev-deps
 	$(BIN)/ruff check app model_store training tests bench
