@@ -55,5 +55,11 @@ demo-bundle: dev-deps
 		--test-csv $(DATA)/FB_test_data.csv --store $(STORE) --name $(NAME) --seed 42
 	$(BIN)/python -m training verify --store $(STORE) --name $(NAME)
 
+# Default (ONNX Runtime) backend against PREDICTOR_BACKEND=keras, side by side (~6 min; needs wrk,
+# installed from Debian when missing). Prints the table and writes bench/RESULTS.md.
+bench: dev-deps
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
+	$(BIN)/python -m bench --store $(STORE) --name $(NAME) --data $(DATA)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -1,0 +1,151 @@
+"""Client side of the benchmark: keep-alive sequential requests and the wrk load generator."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.server import HOST
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+CSV_HEADERS = {"Content-Type": "text/csv"}
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection (http.client adds the least client overhead)."""
+
+    def __init__(self, port: int, timeout_s: float = 120.0):
+        self.connection = http.client.HTTPConnection(HOST, port, timeout=timeout_s)
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        self.connection.request("POST", path, body=body, headers=headers)
+        response = self.connection.getresponse()
+        return response.status, response.read()
+
+    def post_json(self, path: str, payload: Any) -> Any:
+        """POST JSON, fail loudly on anything but 200, return the decoded answer."""
+        status, data = self.post(path, json.dumps(payload).encode(), JSON_HEADERS)
+        if status != 200:
+            raise RuntimeError(f"POST {path} answered {status}: {data[:300]!r}")
+        return json.loads(data)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def timed_posts(
+    port: int, path: str, body: bytes, headers: dict[str, str], count: int
+) -> np.ndarray:
+    """Wall-clock seconds of `count` sequential POSTs on one keep-alive connection.
+
+    Every answer must be a 200: a benchmark of errors would be meaningless.
+    """
+    client = Client(port)
+    seconds = np.empty(count)
+    try:
+        for i in range(count):
+            started = time.perf_counter()
+            status, data = client.post(path, body, headers)
+            seconds[i] = time.perf_counter() - started
+            if status != 200:
+                raise RuntimeError(f"POST {path} answered {status}: {data[:300]!r}")
+    finally:
+        client.close()
+    return seconds
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests_per_s: float
+    requests: int
+    errors: int  # socket errors (connect, read, write, timeout) plus non-2xx answers
+    p50_ms: float
+    p99_ms: float
+
+
+def ensure_wrk() -> str:
+    """Path of wrk; `make bench` installs Debian's package when it is missing."""
+    path = shutil.which("wrk")
+    if path is None:
+        raise RuntimeError("wrk is not installed: apt-get install -y wrk (make bench does this)")
+    return path
+
+
+def write_wrk_script(folder: Path, body: bytes) -> Path:
+    """A wrk Lua script that POSTs `body` as JSON on every request."""
+    script = folder / "post_predict.lua"
+    # A Lua long bracket keeps the JSON verbatim; the level-3 `]===]` never occurs in JSON numbers.
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = [===[{body.decode()}]===]\n"
+    )
+    return script
+
+
+def run_wrk(
+    port: int, path: str, script: Path, *, connections: int, duration_s: int, threads: int
+) -> WrkResult:
+    """One wrk run against 127.0.0.1; parses its summary (`--latency` gives the percentiles)."""
+    command = [
+        ensure_wrk(),
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration_s}s",
+        # A slow backend queues 32 requests deep; a 2 s client timeout would count that queue as
+        # errors, so give every request ample time and count only real failures.
+        "--timeout",
+        "30s",
+        "--latency",
+        "-s",
+        str(script),
+        f"http://{HOST}:{port}{path}",
+    ]
+    output = subprocess.run(
+        command, check=True, capture_output=True, text=True, timeout=duration_s + 60
+    ).stdout
+    return parse_wrk(output)
+
+
+_UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _duration_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        raise ValueError(f"unexpected wrk duration {text!r}")
+    return float(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Requests/s, request count, errors and latency percentiles from wrk's text summary."""
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    total = re.search(r"(\d+) requests in", output)
+    if rate is None or total is None:
+        raise RuntimeError(f"cannot read wrk's output:\n{output}")
+    errors = 0
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non_2xx:
+        errors += int(non_2xx.group(1))
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, flags=re.MULTILINE))
+    return WrkResult(
+        requests_per_s=float(rate.group(1)),
+        requests=int(total.group(1)),
+        errors=errors,
+        p50_ms=_duration_ms(percentiles["50"]),
+        p99_ms=_duration_ms(percentiles["99"]),
+    )

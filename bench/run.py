@@ -1,0 +1,544 @@
+"""`make bench`: the default (ONNX Runtime) backend against the Keras backend, side by side.
+
+For each backend, real uvicorn subprocesses on 127.0.0.1 are measured one after the other (never
+at the same time: they would share the two cores). Every figure is the median of several runs;
+the run counts are printed and written into bench/RESULTS.md with the machine, date and commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from bench import load
+from bench.server import REPO_ROOT, Server
+from model_store import ModelStore, parse_price_csv, prediction_windows, sliding_windows
+
+DEFAULT_DATA = Path(
+    os.environ.get("SHARED_DATA_DIR", REPO_ROOT / ".." / "shared" / "data")
+).resolve()
+BACKENDS = ("onnx", "keras")
+PARITY_TOLERANCE = 1e-3  # dollars, between the two backends on the January windows
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many runs of each measurement; the Keras side gets fewer sequential requests because
+    each takes ~100 ms, but the same 20 s of wrk."""
+
+    cold_starts: int = 3
+    sequential_runs: int = 3
+    sequential_requests: dict[str, int] = field(
+        default_factory=lambda: {"onnx": 2000, "keras": 100}
+    )
+    wrk_runs: dict[str, int] = field(default_factory=lambda: {"onnx": 3, "keras": 1})
+    wrk_seconds: int = 20
+    wrk_connections: int = 32
+    wrk_threads: int = 1
+    timed_requests: dict[str, int] = field(default_factory=lambda: {"onnx": 15, "keras": 5})
+    inprocess_calls: dict[str, int] = field(default_factory=lambda: {"onnx": 5000, "keras": 100})
+    warmup_requests: int = 200
+
+
+QUICK = Plan(
+    cold_starts=1,
+    sequential_runs=1,
+    sequential_requests={"onnx": 300, "keras": 20},
+    wrk_runs={"onnx": 1, "keras": 1},
+    wrk_seconds=3,
+    timed_requests={"onnx": 3, "keras": 2},
+    inprocess_calls={"onnx": 500, "keras": 20},
+    warmup_requests=20,
+)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The request bodies, all built from the real FB CSVs."""
+
+    single: bytes  # {"closes": last `window` training closes}
+    batch: bytes  # {"windows": 1,000 training windows}
+    batch_size: int
+    forecast_csv: bytes  # the whole FB training CSV
+    forecast_rows: int
+    january_windows: list[list[float]]  # the 21 test-month windows (tail of training + test)
+
+
+def build_workload(data_dir: Path, window: int, batch_size: int = 1000) -> Workload:
+    """Request bodies from FB_training_data.csv and FB_test_data.csv."""
+    train_csv = (data_dir / "FB_training_data.csv").read_bytes()
+    train = parse_price_csv(train_csv).values
+    test = parse_price_csv((data_dir / "FB_test_data.csv").read_bytes()).values
+    windows, _ = sliding_windows(train, window)
+    if len(windows) < batch_size:
+        raise SystemExit(f"FB_training_data.csv gives only {len(windows)} windows of {window}")
+    january = prediction_windows(np.concatenate([train[-window:], test]), window)[: len(test)]
+    return Workload(
+        single=json.dumps({"closes": train[-window:].tolist()}).encode(),
+        batch=json.dumps({"windows": windows[:batch_size].tolist()}).encode(),
+        batch_size=batch_size,
+        forecast_csv=train_csv,
+        forecast_rows=len(train),
+        january_windows=january.tolist(),
+    )
+
+
+@dataclass
+class BackendResult:
+    """Every run's value of every figure for one backend (medians are taken when reporting)."""
+
+    runs: dict[str, list[float]] = field(default_factory=dict)
+    january: list[float] = field(default_factory=list)
+
+    def add(self, figure: str, value: float) -> None:
+        self.runs.setdefault(figure, []).append(float(value))
+
+    def median(self, figure: str) -> float:
+        values = self.runs.get(figure)
+        return float(np.median(values)) if values else float("nan")
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def measure_backend(
+    backend: str, args: argparse.Namespace, plan: Plan, work: Workload, scratch: Path
+) -> BackendResult:
+    """Cold starts, then on the last server: warm-up, RSS, sequential latency, batch, forecast,
+    wrk, and the January windows for the parity check."""
+    result = BackendResult()
+    server_args = {
+        "backend": backend,
+        "store": args.store,
+        "name": args.name,
+        "version": args.version,
+        "log_path": scratch / f"{backend}.log",
+    }
+    for _ in range(plan.cold_starts - 1):
+        with Server(**server_args) as server:
+            result.add("cold_start_s", server.cold_start_s)
+    with Server(**server_args) as server:
+        result.add("cold_start_s", server.cold_start_s)
+        log(f"{backend}: cold start {result.runs['cold_start_s']} s")
+
+        load.timed_posts(
+            server.port, "/predict", work.single, load.JSON_HEADERS, plan.warmup_requests
+        )
+        result.add("rss_mb", server.rss_mb())
+
+        count = plan.sequential_requests[backend]
+        for _ in range(plan.sequential_runs):
+            seconds = load.timed_posts(
+                server.port, "/predict", work.single, load.JSON_HEADERS, count
+            )
+            result.add("seq_p50_ms", np.percentile(seconds, 50) * 1e3)
+            result.add("seq_p99_ms", np.percentile(seconds, 99) * 1e3)
+        log(f"{backend}: sequential p50 {result.runs['seq_p50_ms']} ms ({count} requests/run)")
+
+        for figure, path, body, headers in (
+            ("batch_ms", "/predict", work.batch, load.JSON_HEADERS),
+            ("forecast_ms", "/forecast", work.forecast_csv, load.CSV_HEADERS),
+        ):
+            load.timed_posts(server.port, path, body, headers, 1)  # first-call allocations
+            for seconds in load.timed_posts(
+                server.port, path, body, headers, plan.timed_requests[backend]
+            ):
+                result.add(figure, seconds * 1e3)
+        log(
+            f"{backend}: batch {result.median('batch_ms'):.1f} ms, "
+            f"forecast {result.median('forecast_ms'):.1f} ms"
+        )
+
+        script = load.write_wrk_script(scratch, work.single)
+        for _ in range(plan.wrk_runs[backend]):
+            wrk = load.run_wrk(
+                server.port,
+                "/predict",
+                script,
+                connections=plan.wrk_connections,
+                duration_s=plan.wrk_seconds,
+                threads=plan.wrk_threads,
+            )
+            result.add("wrk_rps", wrk.requests_per_s)
+            result.add("wrk_errors", wrk.errors)
+            result.add("wrk_p50_ms", wrk.p50_ms)
+            result.add("wrk_p99_ms", wrk.p99_ms)
+            log(f"{backend}: wrk {wrk.requests_per_s:.0f} req/s, {wrk.errors} errors")
+        result.add("peak_rss_mb", server.rss_mb())
+
+        client = load.Client(server.port)
+        try:
+            answer = client.post_json("/predict", {"windows": work.january_windows})
+        finally:
+            client.close()
+        result.january = [float(v) for v in answer["predictions"]]
+
+    inprocess = measure_inprocess(backend, args, plan.inprocess_calls[backend])
+    result.add("inproc_p50_ms", inprocess["p50_ms"])
+    result.add("inproc_p99_ms", inprocess["p99_ms"])
+    log(f"{backend}: in-process predictor p50 {inprocess['p50_ms']:.3f} ms")
+    return result
+
+
+def measure_inprocess(backend: str, args: argparse.Namespace, calls: int) -> dict[str, float]:
+    """Predictor latency on one window in a fresh interpreter (see bench/inprocess.py)."""
+    command = [
+        sys.executable,
+        "-m",
+        "bench.inprocess",
+        backend,
+        str(args.store),
+        args.name,
+        args.version,
+        str(calls),
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    completed = subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"in-process {backend} measurement failed:\n{completed.stderr[-2000:]}")
+    return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
+
+
+def measure_workers(
+    args: argparse.Namespace, plan: Plan, work: Workload, scratch: Path, workers: int
+) -> BackendResult:
+    """Throughput of the default backend with several uvicorn workers (one wrk run)."""
+    result = BackendResult()
+    with Server(
+        backend="onnx",
+        store=args.store,
+        name=args.name,
+        version=args.version,
+        log_path=scratch / f"onnx-workers{workers}.log",
+        workers=workers,
+    ) as server:
+        result.add("cold_start_s", server.cold_start_s)
+        # Enough warm-up connections that every worker has answered a few requests.
+        script = load.write_wrk_script(scratch, work.single)
+        load.run_wrk(server.port, "/predict", script, connections=8, duration_s=1, threads=1)
+        result.add("rss_mb", server.rss_mb())
+        wrk = load.run_wrk(
+            server.port,
+            "/predict",
+            script,
+            connections=plan.wrk_connections,
+            duration_s=plan.wrk_seconds,
+            threads=plan.wrk_threads,
+        )
+        result.add("wrk_rps", wrk.requests_per_s)
+        result.add("wrk_errors", wrk.errors)
+        result.add("wrk_p50_ms", wrk.p50_ms)
+        result.add("wrk_p99_ms", wrk.p99_ms)
+        log(f"onnx x{workers} workers: wrk {wrk.requests_per_s:.0f} req/s, {wrk.errors} errors")
+    return result
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    label: str
+    unit: str
+    lower_is_better: bool
+    target: float | None = None  # for the default backend, one worker
+    digits: int = 1
+
+
+FIGURES = (
+    Figure("cold_start_s", "cold start to /readyz 200", "s", True, 1.0, 2),
+    Figure("rss_mb", "RSS after warm-up", "MB", True, 120.0),
+    Figure("seq_p50_ms", "sequential /predict p50", "ms", True, 1.0, 3),
+    Figure("seq_p99_ms", "sequential /predict p99", "ms", True, None, 3),
+    Figure("wrk_rps", "throughput, wrk c32 20 s", "req/s", False, 2500.0, 0),
+    Figure("wrk_errors", "wrk errors", "", True, 0.0, 0),
+    Figure("wrk_p50_ms", "wrk latency p50", "ms", True, None, 2),
+    Figure("wrk_p99_ms", "wrk latency p99", "ms", True, None, 2),
+    Figure("batch_ms", "1,000-window batch /predict", "ms", True, 100.0),
+    Figure("forecast_ms", "/forecast of 1,258-row CSV", "ms", True, 150.0),
+    Figure("inproc_p50_ms", "in-process predictor, 1 window, p50", "ms", True, None, 3),
+    Figure("inproc_p99_ms", "in-process predictor, 1 window, p99", "ms", True, None, 3),
+    Figure("peak_rss_mb", "RSS after the whole run", "MB", True),
+)
+RATIO_TARGETS = {"seq_p50_ms": 100.0, "wrk_rps": 200.0}
+
+
+def _format(value: float, digits: int) -> str:
+    if np.isnan(value):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def table_rows(results: dict[str, BackendResult]) -> list[list[str]]:
+    """Figure, default, keras, ratio, target and verdict for every figure."""
+    onnx, keras = results["onnx"], results["keras"]
+    rows = []
+    for figure in FIGURES:
+        ours, theirs = onnx.median(figure.key), keras.median(figure.key)
+        ratio = float("nan")
+        if figure.key != "wrk_errors" and ours > 0 and theirs > 0:
+            ratio = theirs / ours if figure.lower_is_better else ours / theirs
+        targets, verdicts = [], []
+        if figure.target is not None:
+            sign = "<=" if figure.lower_is_better else ">="
+            targets.append(f"{sign} {_format(figure.target, 0 if figure.target >= 1 else 1)}")
+            met = ours <= figure.target if figure.lower_is_better else ours >= figure.target
+            verdicts.append("met" if met else "MISSED")
+        if figure.key in RATIO_TARGETS:
+            targets.append(f"ratio >= {RATIO_TARGETS[figure.key]:.0f}x")
+            verdicts.append("met" if ratio >= RATIO_TARGETS[figure.key] else "MISSED")
+        rows.append(
+            [
+                f"{figure.label} ({figure.unit})" if figure.unit else figure.label,
+                _format(ours, figure.digits),
+                _format(theirs, figure.digits),
+                "" if np.isnan(ratio) else f"{ratio:,.1f}x",
+                ", ".join(targets),
+                ", ".join(verdicts),
+            ]
+        )
+    return rows
+
+
+HEADER = ["figure", "onnx (default)", "keras", "ratio", "target", "verdict"]
+
+
+def render_text(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in [HEADER, *rows]) for i in range(len(HEADER))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(HEADER, widths, strict=True))]
+    lines.append("  ".join("-" * width for width in widths))
+    lines += [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    return "\n".join(lines)
+
+
+def render_markdown(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + " --- |" * len(HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, str]:
+    """CPU, cores, memory, OS and the versions of what is being measured."""
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    versions = []
+    for package in ("onnxruntime", "tensorflow-cpu", "keras", "fastapi", "uvicorn", "numpy"):
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "cpu": f"{model}, {os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))})",
+        "memory": f"{mem_kb / 1024 / 1024:.1f} GiB",
+        "os": f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
+        "versions": ", ".join(versions),
+    }
+
+
+def git_commit() -> str:
+    def git(*argv: str) -> str:
+        return subprocess.run(
+            ["git", *argv], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "app", "model_store")
+    return commit + (" (app/ or model_store/ modified)" if dirty else "")
+
+
+def parity(results: dict[str, BackendResult]) -> float:
+    onnx = np.array(results["onnx"].january)
+    keras = np.array(results["keras"].january)
+    if onnx.shape != keras.shape or onnx.size == 0:
+        raise RuntimeError("the backends returned different numbers of January predictions")
+    return float(np.max(np.abs(onnx - keras)))
+
+
+def write_results(
+    path: Path,
+    *,
+    args: argparse.Namespace,
+    plan: Plan,
+    work: Workload,
+    results: dict[str, BackendResult],
+    workers: BackendResult | None,
+    max_diff: float,
+) -> str:
+    """bench/RESULTS.md: machine, date, commit, method, the table and the worker scaling."""
+    info = machine()
+    rows = table_rows(results)
+    onnx = results["onnx"]
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (bench/run.py); do not edit by hand, rerun it.",
+        "",
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- commit: {git_commit()}",
+        f"- machine: {info['cpu']}, {info['memory']} RAM; {info['os']}",
+        f"- versions: {info['versions']}",
+        f"- bundle: `{args.name}` version `{args.version}` from the store `{args.store_label}`",
+        "",
+        "## Default (ONNX Runtime) backend against the Keras backend, one uvicorn worker each",
+        "",
+        render_markdown(rows),
+        "",
+        f"Parity: both backends answer the {len(work.january_windows)} January 2020 windows with "
+        f"a max abs difference of {max_diff:.2e} dollars (limit {PARITY_TOLERANCE:g}).",
+        "",
+        "Ratios are keras / default for times and memory, default / keras for throughput.",
+        "",
+        "## Method",
+        "",
+        "Each backend runs as a real `uvicorn app.main:app` subprocess on 127.0.0.1, one backend "
+        "after the other (never both at once). Every figure is the median of its runs:",
+        "",
+        f"- cold start: {plan.cold_starts} spawns per backend, from just before the spawn to the "
+        "first `/readyz` 200 (polled every 2 ms).",
+        f"- RSS: `VmRSS` of the server process after {plan.warmup_requests} warm-up `/predict` "
+        "requests; the last row is the same after everything else.",
+        f"- sequential: {plan.sequential_runs} runs of "
+        f"{plan.sequential_requests['onnx']} (default) / {plan.sequential_requests['keras']} "
+        "(keras) `/predict` requests with 40 closes, one after the other on one keep-alive "
+        "connection (`http.client`); p50 and p99 per run.",
+        f"- throughput: `wrk -t{plan.wrk_threads} -c{plan.wrk_connections} "
+        f"-d{plan.wrk_seconds}s --timeout 30s`, {plan.wrk_runs['onnx']} run(s) for the default "
+        f"backend and {plan.wrk_runs['keras']} for keras; errors = socket errors + non-2xx. wrk "
+        "shares the two cores with the server.",
+        f"- batch: `/predict` with {work.batch_size:,} windows; /forecast: the "
+        f"{work.forecast_rows:,}-row FB training CSV as a `text/csv` body; "
+        f"{plan.timed_requests['onnx']} (default) / {plan.timed_requests['keras']} (keras) "
+        "requests after one untimed one.",
+        f"- in-process: the app's predictor on one window, {plan.inprocess_calls['onnx']} / "
+        f"{plan.inprocess_calls['keras']} calls in a fresh interpreter, no HTTP; the difference "
+        "to the sequential p50 is the HTTP and JSON overhead "
+        f"({onnx.median('seq_p50_ms') - onnx.median('inproc_p50_ms'):.3f} ms for the default "
+        "backend).",
+        "",
+        "All runs (every value, before taking the median):",
+        "",
+        "```json",
+        json.dumps({backend: result.runs for backend, result in results.items()}, indent=1),
+        "```",
+    ]
+    if workers is not None:
+        one = onnx.median("wrk_rps")
+        many = workers.median("wrk_rps")
+        lines[lines.index("## Method") : lines.index("## Method")] = [
+            f"## Both cores: `uvicorn --workers {args.workers}` (default backend)",
+            "",
+            "| workers | throughput (req/s) | wrk p99 (ms) | errors | RSS, all processes (MB) |",
+            "| --- | --- | --- | --- | --- |",
+            f"| 1 | {one:,.0f} | {onnx.median('wrk_p99_ms'):.2f} | "
+            f"{onnx.median('wrk_errors'):.0f} | {onnx.median('rss_mb'):.0f} |",
+            f"| {args.workers} | {many:,.0f} | {workers.median('wrk_p99_ms'):.2f} | "
+            f"{workers.median('wrk_errors'):.0f} | {workers.median('rss_mb'):.0f} |",
+            "",
+            f"Scaling: {many / one:.2f}x with {args.workers} workers (one wrk run, same settings).",
+            "",
+        ]
+    text = "\n".join(lines) + "\n"
+    path.write_text(text)
+    return text
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--store", type=Path, default=REPO_ROOT / "models", help="model store")
+    parser.add_argument("--name", default="fb-lstm", help="model name in the store")
+    parser.add_argument("--version", default="latest", help="bundle version (latest or N)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of the FB CSVs")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="also measure this many uvicorn workers (0 = skip)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="few short runs, a smoke test; writes no RESULTS.md"
+    )
+    parser.add_argument(
+        "--output", type=Path, default=Path(__file__).with_name("RESULTS.md"), help="results file"
+    )
+    args = parser.parse_args(argv)
+    args.store_label = str(args.store)
+    try:  # a relative label in the committed results, never this machine's absolute path
+        args.store_label = str(args.store.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        args.store_label = args.store.name
+    args.store = args.store.resolve()
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = QUICK if args.quick else Plan()
+    try:
+        bundle = ModelStore(args.store).load(args.name, args.version)
+    except Exception as exc:
+        print(f"bench: cannot load the bundle: {exc}", file=sys.stderr)
+        return 2
+    args.version = str(bundle.version)
+    try:
+        load.ensure_wrk()
+    except RuntimeError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    work = build_workload(args.data, bundle.window)
+    log(f"bundle {args.name} v{args.version}; data from {args.data}")
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as folder:
+        scratch = Path(folder)
+        results = {
+            backend: measure_backend(backend, args, plan, work, scratch) for backend in BACKENDS
+        }
+        workers = (
+            measure_workers(args, plan, work, scratch, args.workers) if args.workers > 1 else None
+        )
+
+    max_diff = parity(results)
+    rows = table_rows(results)
+    print()
+    print(render_text(rows))
+    print()
+    verdict = "ok" if max_diff <= PARITY_TOLERANCE else "FAILED"
+    print(f"parity on the January windows: max abs diff {max_diff:.2e} dollars ({verdict})")
+    if workers is not None:
+        one, many = results["onnx"].median("wrk_rps"), workers.median("wrk_rps")
+        print(f"onnx with {args.workers} workers: {many:,.0f} req/s ({many / one:.2f}x of one)")
+    if not args.quick:
+        write_results(
+            args.output,
+            args=args,
+            plan=plan,
+            work=work,
+            results=results,
+            workers=workers,
+            max_diff=max_diff,
+        )
+        print(f"wrote {args.output}")
+    return 0 if max_diff <= PARITY_TOLERANCE else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
