@@ -1,0 +1,172 @@
+"""Pure forecast logic: a price series (plus the bundle's context) -> points, metrics, horizon.
+
+No HTTP here; the router parses the CSV and hands over a predict function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from model_store import PriceSeries, SeriesError, prediction_windows
+
+# A CSV "starts right after" the context when at most this many weekdays lie between the
+# context's last date and the CSV's first (exchange holidays such as New Year's Day).
+MAX_MISSING_WEEKDAYS = 2
+
+
+@dataclass(frozen=True)
+class Context:
+    """The bundle's last training closes, used to predict the first rows of a CSV that follows."""
+
+    dates: np.ndarray  # datetime64[D], ascending
+    closes: np.ndarray  # float64
+
+
+@dataclass(frozen=True)
+class ForecastResult:
+    """Everything /forecast returns apart from the model reference."""
+
+    points: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    horizon: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def predictions_made(self) -> int:
+        """How many closes were predicted (points plus horizon)."""
+        return len(self.points) + len(self.horizon)
+
+
+def follows_context(context: Context, first_date: np.datetime64) -> bool:
+    """Whether a series starting on `first_date` continues right after the context."""
+    if len(context.dates) == 0:
+        return False
+    last = context.dates[-1]
+    if first_date <= last:
+        return False
+    missing = int(np.busday_count(last + np.timedelta64(1, "D"), first_date))
+    return missing <= MAX_MISSING_WEEKDAYS
+
+
+def _errors(predicted: np.ndarray, actual: np.ndarray) -> tuple[float, float, float]:
+    error = predicted - actual
+    rmse = float(np.sqrt(np.mean(error**2)))
+    mae = float(np.mean(np.abs(error)))
+    mape = float(np.mean(np.abs(error) / actual) * 100.0)
+    return rmse, mae, mape
+
+
+def _metrics(predicted: np.ndarray, persistence: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
+    if len(actual) == 0:
+        keys = ("rmse", "mae", "mape", "persistence_rmse", "persistence_mae", "persistence_mape")
+        return {"points": 0, **dict.fromkeys(keys)}
+    rmse, mae, mape = _errors(predicted, actual)
+    p_rmse, p_mae, p_mape = _errors(persistence, actual)
+    return {
+        "points": len(actual),
+        "rmse": rmse,
+        "mae": mae,
+        "mape": mape,
+        "persistence_rmse": p_rmse,
+        "persistence_mae": p_mae,
+        "persistence_mape": p_mape,
+    }
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'} {'is' if count == 1 else 'are'}"
+
+
+def range_warnings(values: np.ndarray, training_range: tuple[float, float] | None) -> list[str]:
+    """Closes outside the range the model was scaled on, where a MinMax model saturates."""
+    if training_range is None:
+        return []
+    low, high = training_range
+    warnings = []
+    if above := int(np.sum(values > high)):
+        warnings.append(
+            f"{_plural(above, 'close')} above the training range (max {high:.2f}); "
+            "predictions saturate there"
+        )
+    if below := int(np.sum(values < low)):
+        warnings.append(
+            f"{_plural(below, 'close')} below the training range (min {low:.2f}); "
+            "predictions saturate there"
+        )
+    return warnings
+
+
+def horizon_dates(last_date: np.datetime64, horizon: int) -> np.ndarray:
+    """The `horizon` business days (Mon-Fri) after `last_date`."""
+    # roll="backward" makes a weekend last date count from the Friday before it.
+    return np.busday_offset(last_date, np.arange(1, horizon + 1), roll="backward")
+
+
+def forecast_series(
+    series: PriceSeries,
+    predict: Callable[[np.ndarray], np.ndarray],
+    window: int,
+    context: Context | None,
+    horizon: int = 0,
+    training_range: tuple[float, float] | None = None,
+) -> ForecastResult:
+    """One-step predictions for every row with `window` known closes before it, in one batched
+    call, then `horizon` business days past the last row, each fed the predictions before it.
+
+    `context` (the bundle's last training closes, only for the bundle's own feature) is put in
+    front when the series starts right after it. Raises SeriesError when nothing is predictable.
+    """
+    warnings = list(series.warnings)
+    prefix = np.empty(0)
+    if context is not None and follows_context(context, series.dates[0]):
+        prefix = context.closes[-window:]
+        used = min(len(prefix), len(series))
+        warnings.append(
+            f"the first {used} rows were predicted from the model's context: its last "
+            f"{len(prefix)} training closes ({context.dates[-len(prefix)]}..{context.dates[-1]})"
+        )
+    closes = np.concatenate([prefix, series.values])
+    if len(closes) < window + 1 and (horizon == 0 or len(closes) < window):
+        after = (
+            f", or rows starting right after the model's context (which ends {context.dates[-1]})"
+            if context is not None and len(context.dates)
+            else ""
+        )
+        raise SeriesError(
+            f"need at least {window + 1} rows of {series.column} to predict one row (the model "
+            f"reads {window} closes){after}; got {len(series)}"
+        )
+
+    windows = prediction_windows(closes, window)
+    predicted = predict(windows)  # the last window predicts the day after the series
+    count = len(windows) - 1
+    actual = closes[window:]
+    persistence = windows[:count, -1]
+    dates = series.dates[window - len(prefix) :]
+    points = [
+        {"date": str(day), "actual": float(a), "predicted": float(p)}
+        for day, a, p in zip(dates, actual, predicted[:count], strict=True)
+    ]
+
+    steps: list[float] = []
+    if horizon:
+        steps.append(float(predicted[-1]))
+        history = closes[-window:]
+        while len(steps) < horizon:
+            history = np.append(history[1:], steps[-1])
+            steps.append(float(predict(history[np.newaxis, :])[0]))
+        warnings.append(
+            "horizon points are predicted from earlier predictions, so their error compounds"
+        )
+    future = [
+        {"date": str(day), "predicted": value}
+        for day, value in zip(horizon_dates(series.dates[-1], horizon), steps, strict=True)
+    ]
+    warnings.extend(range_warnings(series.values, training_range))
+    return ForecastResult(
+        points, _metrics(predicted[:count], persistence, actual), future, warnings
+    )

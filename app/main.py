@@ -1,0 +1,81 @@
+"""The FastAPI application: `create_app(settings)` builds it, `app` is what uvicorn serves.
+
+Building the app does no I/O; the bundle is loaded in the lifespan, so importing is cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.body_limit import BodyLimitMiddleware
+from app.errors import install_error_handlers
+from app.metrics import RequestMetricsMiddleware, ServiceMetrics
+from app.registry import ModelRegistry
+from app.routers import admin, dashboard, forecast, health, models, predict
+from app.settings import Settings
+
+DESCRIPTION = """
+Predicts the next daily close of a stock from the 40 closes before it, with an LSTM trained
+offline and served by ONNX Runtime from a verified, versioned bundle.
+
+Every error has one shape: `{"error": {"code", "message", "detail"}}`.
+"""
+
+
+def _configure_logging(level: str) -> None:
+    logger = logging.getLogger("app")
+    logger.setLevel(level.upper())
+    if not logger.handlers:  # uvicorn configures only its own loggers
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app around `settings` (default: from the environment)."""
+    settings = settings or Settings()
+    _configure_logging(settings.log_level)
+    metrics = ServiceMetrics()
+    registry = ModelRegistry(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await registry.start()
+        try:
+            yield
+        finally:
+            await registry.stop()
+
+    app = FastAPI(
+        title="Stock LSTM prediction service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.registry = registry
+    install_error_handlers(app)
+    for router in (predict, forecast, health, models, admin, dashboard):
+        app.include_router(router.router)
+
+    # Added innermost first: metrics see every response, CORS headers reach 413s too.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "Authorization"],
+        )
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,89 @@
+"""Prometheus metrics, one CollectorRegistry per app so several apps (tests) never collide."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ServiceMetrics:
+    """Every metric the service exports."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "http_requests_total",
+            "HTTP requests by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency by route template and method.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "predictions_total",
+            "Closes predicted, by endpoint (a batch of n windows counts n).",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.served_version = Gauge(
+            "model_served_version",
+            "Version of the bundle being served (0 when none).",
+            ["name"],
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "model_ready",
+            "1 when a verified, warmed-up bundle is served.",
+            registry=self.registry,
+        )
+        self.load_failures = Counter(
+            "model_load_failures_total",
+            "Versions that failed to verify, load or warm up.",
+            ["name", "version"],
+            registry=self.registry,
+        )
+        self.loads = Counter(
+            "model_loads_total",
+            "Versions loaded and swapped in.",
+            ["name"],
+            registry=self.registry,
+        )
+
+
+class RequestMetricsMiddleware:
+    """Counts and times every HTTP request by its route template (bounded label values)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope["method"]
+            self.metrics.requests.labels(template, method, str(status)).inc()
+            self.metrics.latency.labels(template, method).observe(time.perf_counter() - started)

@@ -1,0 +1,121 @@
+"""Runs a bundle's model: windows of closes in, next closes out.
+
+The default runtime is ONNX Runtime (numpy only). The Keras runtime imports TensorFlow lazily, in
+its constructor, so the serving process never imports it unless PREDICTOR_BACKEND=keras.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from app.errors import InvalidInputError
+from model_store import Bundle, WindowEncoding
+
+ONNX_FILE = "model.onnx"
+KERAS_FILE = "model.keras"
+
+
+class Runtime(Protocol):
+    """A loaded model: encoded windows `(n, window, 1)` float32 -> raw outputs `(n, 1)`."""
+
+    name: str
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        """Raw model outputs for encoded windows."""
+        ...
+
+
+class OnnxRuntime:
+    """ONNX Runtime on the CPU, built from the verified bytes of `model.onnx`."""
+
+    name = "onnx"
+
+    def __init__(self, bundle: Bundle):
+        # Reading the verified bytes (rather than the path) closes the gap between checking the
+        # file's sha256 and loading it.
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(
+            bundle.read_verified(ONNX_FILE), options, providers=["CPUExecutionProvider"]
+        )
+        self._input = self._session.get_inputs()[0].name
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        # InferenceSession.run is thread-safe, so requests share one session.
+        return np.asarray(self._session.run(None, {self._input: inputs})[0])
+
+
+class KerasRuntime:
+    """Keras 3 (TensorFlow) for parity checks and benchmarks; needs the train extra."""
+
+    name = "keras"
+
+    def __init__(self, bundle: Bundle):
+        import keras  # lazy: only this backend may import TensorFlow
+
+        bundle.read_verified(KERAS_FILE)
+        self._model: Any = keras.saving.load_model(bundle.file(KERAS_FILE), safe_mode=True)
+        self._lock = threading.Lock()  # a Keras model is not safe to call from several threads
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return np.asarray(self._model(inputs, training=False))
+
+
+def make_runtime(backend: str, bundle: Bundle) -> Runtime:
+    """The runtime named by PREDICTOR_BACKEND for `bundle`."""
+    if backend == "keras":
+        return KerasRuntime(bundle)
+    return OnnxRuntime(bundle)
+
+
+class Predictor:
+    """A bundle and its runtime: encodes windows with the bundle's scaler, runs, decodes."""
+
+    def __init__(self, bundle: Bundle, runtime: Runtime):
+        self.bundle = bundle
+        self.runtime = runtime
+        self.encoding: WindowEncoding = bundle.encoding
+        self.window = bundle.window
+
+    @property
+    def name(self) -> str:
+        """The served model's name."""
+        return self.bundle.name
+
+    @property
+    def version(self) -> int:
+        """The served model's version."""
+        return self.bundle.version
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        """Next closes (float64, shape `(n,)`) for windows of closes `(n, window)`, in one call."""
+        windows = np.asarray(windows, dtype=np.float64)
+        if windows.ndim != 2 or windows.shape[1] != self.window:
+            raise InvalidInputError(
+                f"each window must hold {self.window} closes (got shape {list(windows.shape)})"
+            )
+        if len(windows) == 0:
+            return np.empty((0,), dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            inputs = self.encoding.encode(windows)
+        outputs = self.runtime.run(inputs)
+        closes = self.encoding.decode(outputs, windows)
+        bad = np.flatnonzero(~np.isfinite(closes))
+        if len(bad):
+            raise InvalidInputError(
+                f"window {int(bad[0])}: the model gives no finite prediction for these closes "
+                "(far outside the range it was trained on)"
+            )
+        return closes
+
+    def warm_up(self) -> None:
+        """One prediction on the bundle's own context, so the first request is not the slow one."""
+        context = self.bundle.context_closes[-self.window :]
+        if len(context) < self.window:
+            context = np.resize(context if len(context) else np.ones(1), self.window)
+        self.predict(context[np.newaxis, :])

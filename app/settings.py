@@ -1,0 +1,88 @@
+"""Service settings, read from environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from model_store import ModelStoreError, parse_version, validate_name
+
+# The committed demo store at the repo root, found relative to this package so any working
+# directory works.
+DEFAULT_STORE_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; each field is the upper-case environment variable of its name."""
+
+    # `model_` fields are ours, not pydantic's namespace.
+    model_config = SettingsConfigDict(extra="ignore", protected_namespaces=())
+
+    model_store_dir: Path = Field(
+        default=DEFAULT_STORE_DIR,
+        description="Root of the bundle store (`<store>/<name>/<version>/`).",
+    )
+    model_name: str = Field(default="fb-lstm", description="Which model of the store to serve.")
+    model_version: str = Field(
+        default="latest", description="`latest` (follow new versions) or a pinned positive integer."
+    )
+    predictor_backend: Literal["onnx", "keras"] = Field(
+        default="onnx",
+        description="`onnx` (ONNX Runtime, default) or `keras` (needs the train extra).",
+    )
+    model_poll_seconds: float = Field(
+        default=0.0, ge=0.0, description="How often to look for new versions; 0 turns polling off."
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for /admin/*; the admin endpoints are off when unset.",
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, gt=0, description="Largest request body accepted, in bytes."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated origins allowed by CORS."
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("model_name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        try:
+            return validate_name(value)
+        except ModelStoreError as exc:  # pydantic reports ValueErrors with the field's name
+            raise ValueError(str(exc)) from None
+
+    @field_validator("model_version")
+    @classmethod
+    def _valid_version(cls, value: str) -> str:
+        try:
+            return str(parse_version(value))
+        except ModelStoreError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def pinned_version(self) -> int | None:
+        """The pinned version number, or None when following `latest`."""
+        version = parse_version(self.model_version)
+        return version if isinstance(version, int) else None
