@@ -160,5 +160,7 @@ def validate_closes(values: list[float] | np.ndarray, name: str = "closes") -> n
     bad = np.flatnonzero(~np.isfinite(array) | (array <= 0.0))
     if len(bad):
         index = int(bad[0])
-        raise SeriesError(f"{name}[{index}] = {array[index]!r} is not a finite positive number")
+        raise SeriesError(
+            f"{name}[{index}] = {float(array[index])!r} is not a finite positive number"
+        )
     return array
