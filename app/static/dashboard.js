@@ -175,7 +175,9 @@ function showModel(manifest) {
     : "Test month";
   const metrics = manifest.metrics || {};
   fillMetrics($("#metrics tbody"), metrics.model || {}, metrics.persistence || {});
-  $("#closes").value = manifest.context.closes.slice(-manifest.window).join(", ");
+  // The latest closes the model knows, so one click predicts the day after its test month.
+  const known = demoSeries(manifest);
+  $("#closes").value = known.closes.slice(-manifest.window).join(", ");
   updateClosesCount();
 }
 
@@ -286,9 +288,25 @@ function renderChart(view) {
   chart.dataset.horizon = String(view.horizon.x.length);
 }
 
+/** The training tail the manifest carries (`context`, if the API sends it): the demo's history. */
+function trainingTail(manifest) {
+  const context = manifest.context || { dates: [], closes: [] };
+  return { dates: context.dates, closes: context.closes };
+}
+
+/** Every actual close of the demo case: the training tail, then the test month. */
+function demoSeries(manifest) {
+  const tail = trainingTail(manifest);
+  const { evaluation } = manifest;
+  return {
+    dates: tail.dates.concat(evaluation.dates),
+    closes: tail.closes.concat(evaluation.actual),
+  };
+}
+
 /** The demo case straight from the manifest: history, then the test month actual vs predicted. */
 function demoView(manifest) {
-  const { evaluation, context, metrics } = manifest;
+  const { evaluation, metrics } = manifest;
   const points = evaluation.dates.map((date, i) => ({
     date,
     actual: evaluation.actual[i],
@@ -299,10 +317,7 @@ function demoView(manifest) {
     feature: manifest.feature,
     window: manifest.window,
     caption: demoCaption(manifest),
-    actual: {
-      x: context.dates.concat(evaluation.dates),
-      y: context.closes.concat(evaluation.actual),
-    },
+    actual: { x: demoSeries(manifest).dates, y: demoSeries(manifest).closes },
     predicted: series(points, "predicted"),
     horizon: series([], "predicted"),
     metrics: { model: metrics.model, persistence: metrics.persistence },
@@ -313,32 +328,44 @@ function demoView(manifest) {
 
 function demoCaption(manifest) {
   const dates = manifest.evaluation.dates;
+  const tail = trainingTail(manifest).dates.length;
   return (
     `Demo: the model's own test month, ${dates[0]} to ${dates[dates.length - 1]}, each day ` +
-    `predicted from the ${manifest.window} actual closes before it (history: the last ` +
-    `${manifest.context.dates.length} training days).`
+    `predicted from the ${manifest.window} actual closes before it` +
+    (tail ? ` (history: the last ${tail} training days).` : ".")
   );
 }
 
-/** The demo case as a CSV (training tail + test month), so /forecast can add the horizon. */
+/**
+ * The demo case as a CSV, so /forecast can add the horizon. Without the training tail the test
+ * month alone still works: the API predicts a CSV that follows the training data from the
+ * bundle's own last training closes.
+ */
 function demoCsv(manifest) {
-  const { evaluation, context } = manifest;
-  const dates = context.dates.concat(evaluation.dates);
-  const closes = context.closes.concat(evaluation.actual);
+  const { dates, closes } = demoSeries(manifest);
   const lines = [`Date,${manifest.feature}`, ...dates.map((date, i) => `${date},${closes[i]}`)];
   return new Blob([lines.join("\n") + "\n"], { type: "text/csv" });
 }
 
-function forecastView(response, source, caption) {
+/** Chart view of a /forecast answer; `source.history` is any earlier actual series to draw first. */
+function forecastView(response, source) {
   const points = response.points || [];
   const metrics = response.metrics || {};
+  const actual = series(points, "actual");
   const predicted = series(points, "predicted");
+  const model = response.model ? `${response.model.name} v${response.model.version}` : "the model";
+  const size = state.manifest.window;
   return {
-    source,
+    source: source.kind === "demo" ? "demo" : `upload:${source.filename}`,
     feature: state.manifest.feature,
-    window: state.manifest.window,
-    caption,
-    actual: series(points, "actual"),
+    window: size,
+    caption:
+      source.kind === "demo"
+        ? demoCaption(state.manifest)
+        : `${source.filename}: ${predicted.x.length} days, each predicted by ${model} from the ` +
+          `${size} actual closes before it (the file's first ${size} closes only feed the ` +
+          "first prediction, so the lines start after them).",
+    actual: { x: source.history.x.concat(actual.x), y: source.history.y.concat(actual.y) },
     predicted,
     horizon: series(response.horizon || [], "predicted"),
     metrics: {
@@ -372,15 +399,10 @@ async function runForecast() {
   $("#forecast").setAttribute("aria-busy", "true");
   try {
     const response = await callApi(`forecast?${query}`, { method: "POST", body: form });
-    if (seq !== state.forecastSeq) {
-      return;
+    if (seq === state.forecastSeq) {
+      clearError(uploadError);
+      renderChart(forecastView(response, source));
     }
-    const model = response.model ? `${response.model.name} v${response.model.version}` : "the model";
-    const caption = source.demo
-      ? demoCaption(state.manifest)
-      : `${source.filename}: each day predicted by ${model} from the ${state.manifest.window} actual closes before it.`;
-    clearError(uploadError);
-    renderChart(forecastView(response, source.demo ? "demo" : `upload:${source.filename}`, caption));
   } catch (err) {
     if (seq === state.forecastSeq) {
       showError(uploadError, err);
@@ -397,9 +419,16 @@ function showDemo() {
   if (!manifest) {
     return;
   }
-  // Draw at once from the manifest, then let /forecast add the horizon continuation.
+  // Draw at once from the manifest, then let /forecast add the horizon continuation. /forecast
+  // predicts only the test month (the rows with 40 closes before them), so the training tail is
+  // kept as the history drawn before it.
   renderChart(demoView(manifest));
-  state.source = { blob: demoCsv(manifest), filename: "demo.csv", demo: true };
+  state.source = {
+    kind: "demo",
+    blob: demoCsv(manifest),
+    filename: "demo.csv",
+    history: { x: trainingTail(manifest).dates, y: trainingTail(manifest).closes },
+  };
   runForecast();
 }
 
@@ -407,7 +436,7 @@ function uploadFile(file) {
   if (!file) {
     return;
   }
-  state.source = { blob: file, filename: file.name, demo: false };
+  state.source = { kind: "upload", blob: file, filename: file.name, history: { x: [], y: [] } };
   $("#file-input").value = "";
   runForecast();
 }
