@@ -286,7 +286,16 @@ class ModelStore:
             document.update(name=name, format_version=FORMAT_VERSION, files=hashes)
             document.setdefault("created_at", utc_now())
             while True:
-                number = max(self.versions(name), default=0) + 1
+                # Past every integer folder, complete or not: a stray incomplete folder must not
+                # be picked again and again (publish would spin forever on `target.exists()`).
+                number = 1 + max(
+                    (
+                        int(entry.name)
+                        for entry in model_dir.iterdir()
+                        if _VERSION.fullmatch(entry.name)
+                    ),
+                    default=0,
+                )
                 document["version"] = number
                 _write_file(staging / MANIFEST, (json.dumps(document, indent=2) + "\n").encode())
                 _fsync_dir(staging)
