@@ -1,0 +1,336 @@
+"""The dashboard in a real browser: Debian's headless Chromium, driven by Playwright, against a real
+uvicorn server serving the committed demo bundle (`models/fb-lstm`). Expectations come from the
+bundle's own manifest and from the same server's API, never from numbers written here."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+
+from model_store import Bundle, ModelStore
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STORE = REPO_ROOT / "models"
+MODEL = "fb-lstm"
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+AAPL = "AAPL_2022-01_2023-05.csv"
+HORIZON = 10  # the page's default horizon
+TIMEOUT_MS = 20_000
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def demo_bundle() -> Bundle:
+    """The committed demo bundle, verified: what the server serves and the page must show."""
+    return ModelStore(STORE).verify(MODEL)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real uvicorn process serving the committed demo bundle on a free loopback port."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("dashboard-server") / "uvicorn.log"
+    env = {
+        **os.environ,
+        "MODEL_STORE_DIR": str(STORE),
+        "MODEL_NAME": MODEL,
+        "MODEL_VERSION": "latest",
+        "PREDICTOR_BACKEND": "onnx",
+        "MODEL_POLL_SECONDS": "0",
+        "CORS_ORIGINS": "",
+    }
+    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=log, stderr=log
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"uvicorn exited ({process.returncode}):\n{log_path.read_text()}")
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not ready within 60 s:\n{log_path.read_text()}")
+            time.sleep(0.25)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium (installed by `make test`), headless."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Visit:
+    """One page on the dashboard, recording every request it makes and every uncaught error."""
+
+    def __init__(self, page: Page, base: str) -> None:
+        self.page = page
+        self.base = base
+        self.requests: list[str] = []
+        self.page_errors: list[str] = []
+        page.on("request", lambda request: self.requests.append(request.url))
+        page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+        page.on("console", self._on_console)
+        page.set_default_timeout(TIMEOUT_MS)
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        # Chromium logs every 4xx the API answers; anything else (a CSP refusal...) is a defect.
+        if message.type == "error" and "server responded with a status of 4" not in message.text:
+            self.page_errors.append(message.text)
+
+    def assert_clean(self) -> None:
+        """Only our own origin was contacted and no script or console error happened."""
+        own = urlsplit(self.base)
+        foreign = [
+            url
+            for url in self.requests
+            if (urlsplit(url).scheme, urlsplit(url).netloc) != (own.scheme, own.netloc)
+        ]
+        assert self.requests, "the page made no requests at all"
+        assert foreign == [], f"requests to other hosts: {foreign}"
+        assert self.page_errors == []
+
+    def traces(self) -> dict[str, dict[str, Any]]:
+        """The chart's Plotly traces by uid, as Plotly holds them after drawing."""
+        traces = self.page.evaluate(
+            "() => document.getElementById('chart').data"
+            ".map(t => ({uid: t.uid, x: Array.from(t.x), y: Array.from(t.y)}))"
+        )
+        return {trace["uid"]: trace for trace in traces}
+
+    def metric_cells(self, table: str) -> dict[str, tuple[str, str]]:
+        """`{metric: (model text, persistence text)}` of a metrics table."""
+        rows = self.page.locator(f"{table} tbody tr")
+        return {
+            rows.nth(i).get_attribute("data-metric") or "": (
+                rows.nth(i).locator(".model-value").inner_text(),
+                rows.nth(i).locator(".persistence-value").inner_text(),
+            )
+            for i in range(rows.count())
+        }
+
+
+@pytest.fixture
+def visit(browser: Browser, server: str) -> Iterator[Visit]:
+    """The dashboard opened fresh, after its first render: the demo case with the horizon."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    visit = Visit(page, server)
+    page.goto(f"{server}/")
+    page.wait_for_selector(f"#chart[data-source='demo'][data-horizon='{HORIZON}'] .main-svg")
+    yield visit
+    context.close()
+
+
+def _money(value: float) -> str:
+    return f"${value:.2f}"
+
+
+def _percent(value: float) -> str:
+    return f"{value:.2f} %"
+
+
+def _expected_cells(model: dict[str, float], persistence: dict[str, float]) -> dict[str, Any]:
+    return {
+        "rmse": (_money(model["rmse"]), _money(persistence["rmse"])),
+        "mae": (_money(model["mae"]), _money(persistence["mae"])),
+        "mape": (_percent(model["mape"]), _percent(persistence["mape"])),
+    }
+
+
+def test_first_open_shows_the_model_and_its_test_month(
+    visit: Visit, server: str, demo_bundle: Bundle
+) -> None:
+    manifest = demo_bundle.manifest
+    evaluation, context = manifest["evaluation"], manifest["context"]
+    page = visit.page
+
+    assert page.locator("#model-name").inner_text() == manifest["name"] == MODEL
+    assert page.locator("#model-version").inner_text() == f"v{manifest['version']}"
+    assert manifest["created_at"][:10] in page.locator("#model-created").inner_text()
+    expected = _expected_cells(manifest["metrics"]["model"], manifest["metrics"]["persistence"])
+    assert visit.metric_cells("#metrics") == expected
+    # The chart's own metrics are the server's /forecast of the demo CSV: the same numbers.
+    assert visit.metric_cells("#forecast-metrics") == expected
+
+    # The demo's history is the manifest's context; the page can only draw what /model sends.
+    served = httpx.get(f"{server}/model").json()
+    assert served.get("context") == context, (
+        "GET /model must send the manifest's context (shared contract): the page draws it as "
+        "the demo's history; app/routers/models.py leaves it out"
+    )
+    traces = visit.traces()
+    predicted, actual, horizon = traces["predicted"], traces["actual"], traces["horizon"]
+    assert len(evaluation["dates"]) == 21
+    assert predicted["x"] == evaluation["dates"]
+    assert all(day.startswith("2020-01-") for day in predicted["x"])
+    assert predicted["y"] == pytest.approx(evaluation["predicted"], rel=1e-6)
+    # History (the last 40 training closes) then the 21 January closes.
+    assert actual["x"] == context["dates"] + evaluation["dates"]
+    assert actual["y"] == pytest.approx(context["closes"] + evaluation["actual"])
+    assert len(actual["x"]) == 61
+    assert len(horizon["x"]) == HORIZON
+    assert min(horizon["x"]) > evaluation["dates"][-1]
+    # Plotly really drew them: one SVG trace group per trace, the predicted line has a path.
+    assert page.locator("#chart .scatterlayer .trace").count() == len(traces)
+    assert page.locator("#chart .scatterlayer .trace .js-line").first.get_attribute("d")
+    visit.assert_clean()
+
+
+def test_uploading_a_csv_redraws_the_chart_and_metrics(
+    visit: Visit, server: str, shared_data: Path
+) -> None:
+    page = visit.page
+    demo_metrics = visit.metric_cells("#forecast-metrics")
+    csv_path = shared_data / AAPL
+    with csv_path.open("rb") as handle:
+        response = httpx.post(
+            f"{server}/forecast", params={"horizon": HORIZON}, files={"file": (AAPL, handle)}
+        )
+    assert response.status_code == 200, response.text
+    expected = response.json()
+
+    page.set_input_files("#file-input", csv_path)
+    page.wait_for_selector(f"#chart[data-source='upload:{AAPL}'] .main-svg")
+
+    traces = visit.traces()
+    points = expected["points"]
+    assert traces["predicted"]["x"] == [point["date"] for point in points]
+    assert traces["predicted"]["y"] == pytest.approx([point["predicted"] for point in points])
+    assert traces["actual"]["x"] == [point["date"] for point in points]
+    assert traces["predicted"]["x"][0].startswith("2022-")
+    assert traces["predicted"]["x"][-1].startswith("2023-05-")
+    assert traces["horizon"]["x"] == [point["date"] for point in expected["horizon"]]
+    assert AAPL in page.locator("#chart-caption").inner_text()
+
+    metrics = expected["metrics"]
+    cells = visit.metric_cells("#forecast-metrics")
+    assert cells == _expected_cells(
+        metrics, {key: metrics[f"persistence_{key}"] for key in ("rmse", "mae", "mape")}
+    )
+    assert cells != demo_metrics
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
+    visit.assert_clean()
+
+
+def test_dropping_a_csv_on_the_drop_zone_uploads_it(visit: Visit, shared_data: Path) -> None:
+    text = (shared_data / AAPL).read_text()
+    # What a real drop delivers: a DataTransfer holding the file, dispatched on the zone.
+    transfer = visit.page.evaluate_handle(
+        """([name, text]) => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([text], name, {type: "text/csv"}));
+            return transfer;
+        }""",
+        [AAPL, text],
+    )
+    visit.page.dispatch_event("#drop-zone", "drop", {"dataTransfer": transfer})
+    visit.page.wait_for_selector(f"#chart[data-source='upload:{AAPL}']")
+    assert visit.traces()["predicted"]["x"][0].startswith("2022-")
+    visit.assert_clean()
+
+
+def test_a_rejected_csv_shows_the_api_error(visit: Visit, server: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Date,Close\n2020-01-02,209.78\n2020-01-03,abc\n")
+    response = httpx.post(f"{server}/forecast", files={"file": ("bad.csv", bad.read_bytes())})
+    assert 400 <= response.status_code < 500
+    message = response.json()["error"]["message"]
+
+    visit.page.set_input_files("#file-input", bad)
+    error = visit.page.locator("#upload-error")
+    error.wait_for(state="visible")
+    assert message in error.inner_text()
+    # The chart keeps the demo case rather than going blank.
+    assert visit.page.locator("#chart").get_attribute("data-source") == "demo"
+    visit.assert_clean()
+
+
+def test_the_form_shows_the_api_error_for_39_closes_and_the_answer_for_40(
+    visit: Visit, server: str, demo_bundle: Bundle
+) -> None:
+    page = visit.page
+    closes = demo_bundle.manifest["context"]["closes"]
+
+    rejected = httpx.post(f"{server}/predict", json={"closes": closes[:39]})
+    assert 400 <= rejected.status_code < 500
+    error_body = rejected.json()["error"]
+    page.fill("#closes", ", ".join(str(close) for close in closes[:39]))
+    page.click("#predict-btn")
+    error = page.locator("#predict-error")
+    error.wait_for(state="visible")
+    shown = error.inner_text()
+    assert error_body["message"] in shown
+    for item in error_body.get("detail") or []:
+        assert (item["msg"] if isinstance(item, dict) else item) in shown
+    assert page.locator("#predict-result").inner_text() == ""
+
+    answer = httpx.post(f"{server}/predict", json={"closes": closes}).json()
+    page.fill("#closes", "\n".join(str(close) for close in closes))
+    page.click("#predict-btn")
+    result = page.locator("#predict-result")
+    page.wait_for_selector("#predict-result[data-next-close]")
+    assert float(result.get_attribute("data-next-close") or "nan") == pytest.approx(
+        answer["next_close"]
+    )
+    assert _money(answer["next_close"]) in result.inner_text()
+    assert error.is_hidden()
+    visit.assert_clean()
+
+
+def test_the_page_and_plotly_come_from_the_app(server: str) -> None:
+    page = httpx.get(f"{server}/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    plotly = httpx.get(f"{server}/vendor/plotly.min.js")
+    assert plotly.status_code == 200
+    assert "plotly.js v" in plotly.text[:200]
+    for asset in ("static/dashboard.js", "static/dashboard.css"):
+        assert httpx.get(f"{server}/{asset}").status_code == 200
