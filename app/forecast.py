@@ -126,7 +126,7 @@ def forecast_series(
         prefix = context.closes[-window:]
         used = min(len(prefix), len(series))
         warnings.append(
-            f"the first {used} rows were predicted from the model's context: its last "
+            f"the first {used} row{'' if used == 1 else 's'} predicted from the model's context: its last "
             f"{len(prefix)} training closes ({context.dates[-len(prefix)]}..{context.dates[-1]})"
         )
     closes = np.concatenate([prefix, series.values])
