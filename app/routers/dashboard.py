@@ -40,10 +40,14 @@ def index() -> FileResponse:
     )
 
 
+def plotly_js_path() -> Path:
+    """Plotly.js as shipped inside the pinned `plotly` Python package."""
+    return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+
+
 @router.get("/vendor/plotly.min.js")
 def plotly_js() -> FileResponse:
-    """Plotly.js as shipped inside the pinned `plotly` Python package."""
-    path = Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+    """Plotly.js from the installed `plotly` package: no CDN, versioned with our pins."""
     return FileResponse(
-        path, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"}
+        plotly_js_path(), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"}
     )

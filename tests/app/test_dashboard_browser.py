@@ -5,11 +5,13 @@ bundle's own manifest and from the same server's API, never from numbers written
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +20,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
+from app.routers.dashboard import STATIC_DIR, plotly_js_path
 from model_store import Bundle, ModelStore
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -52,40 +55,25 @@ def demo_bundle() -> Bundle:
     return ModelStore(STORE).verify(MODEL)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real uvicorn process serving the committed demo bundle on a free loopback port."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("dashboard-server") / "uvicorn.log"
-    env = {
-        **os.environ,
-        "MODEL_STORE_DIR": str(STORE),
-        "MODEL_NAME": MODEL,
-        "MODEL_VERSION": "latest",
-        "PREDICTOR_BACKEND": "onnx",
-        "MODEL_POLL_SECONDS": "0",
-        "CORS_ORIGINS": "",
-    }
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*command, "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=log, stderr=log
-        )
-    base = f"http://127.0.0.1:{port}"
+@contextmanager
+def _process(command: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
+    """Run `command` until the block ends; enter once `ready_url` answers 200."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=output, stderr=output)
     try:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                pytest.fail(f"uvicorn exited ({process.returncode}):\n{log_path.read_text()}")
+                pytest.fail(f"{command[2]} exited ({process.returncode}):\n{log.read_text()}")
             try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                if httpx.get(ready_url, timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"server not ready within 60 s:\n{log_path.read_text()}")
+                pytest.fail(f"{ready_url} not ready within 60 s:\n{log.read_text()}")
             time.sleep(0.25)
-        yield base
+        yield
     finally:
         process.terminate()
         try:
@@ -93,6 +81,47 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def frontend_origin() -> str:
+    """Where the separately hosted copy of the page lives (the API allows it by CORS)."""
+    return f"http://127.0.0.1:{_free_port()}"
+
+
+@pytest.fixture(scope="module")
+def server(frontend_origin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real uvicorn process serving the committed demo bundle on a free loopback port."""
+    base = f"http://127.0.0.1:{_free_port()}"
+    env = {
+        **os.environ,
+        "MODEL_STORE_DIR": str(STORE),
+        "MODEL_NAME": MODEL,
+        "MODEL_VERSION": "latest",
+        "PREDICTOR_BACKEND": "onnx",
+        "MODEL_POLL_SECONDS": "0",
+        "CORS_ORIGINS": frontend_origin,
+    }
+    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
+    command += ["--port", str(urlsplit(base).port)]
+    log = tmp_path_factory.mktemp("dashboard-server") / "uvicorn.log"
+    with _process(command, env, f"{base}/readyz", log):
+        yield base
+
+
+@pytest.fixture(scope="module")
+def frontend(frontend_origin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The same page hosted apart from the API by a plain static file server (README recipe)."""
+    site = tmp_path_factory.mktemp("site")
+    shutil.copytree(STATIC_DIR, site / "static")
+    shutil.copy(STATIC_DIR / "index.html", site / "index.html")
+    (site / "vendor").mkdir()
+    shutil.copy(plotly_js_path(), site / "vendor" / "plotly.min.js")
+    port = str(urlsplit(frontend_origin).port)
+    command = [sys.executable, "-m", "http.server", port, "--bind", "127.0.0.1"]
+    command += ["--directory", str(site)]
+    with _process(command, dict(os.environ), f"{frontend_origin}/", site.parent / "site.log"):
+        yield frontend_origin
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +138,9 @@ def browser() -> Iterator[Browser]:
 class Visit:
     """One page on the dashboard, recording every request it makes and every uncaught error."""
 
-    def __init__(self, page: Page, base: str) -> None:
+    def __init__(self, page: Page, origins: list[str]) -> None:
         self.page = page
-        self.base = base
+        self.origins = origins
         self.requests: list[str] = []
         self.page_errors: list[str] = []
         page.on("request", lambda request: self.requests.append(request.url))
@@ -125,16 +154,18 @@ class Visit:
             self.page_errors.append(message.text)
 
     def assert_clean(self) -> None:
-        """Only our own origin was contacted and no script or console error happened."""
-        own = urlsplit(self.base)
-        foreign = [
-            url
-            for url in self.requests
-            if (urlsplit(url).scheme, urlsplit(url).netloc) != (own.scheme, own.netloc)
-        ]
+        """Only the allowed origins were contacted and no script or console error happened."""
+        allowed = {urlsplit(origin)[:2] for origin in self.origins}
+        foreign = [url for url in self.requests if urlsplit(url)[:2] not in allowed]
         assert self.requests, "the page made no requests at all"
         assert foreign == [], f"requests to other hosts: {foreign}"
         assert self.page_errors == []
+
+    def wait_for_demo(self) -> None:
+        """Until the first render is complete: the demo case, horizon included, drawn."""
+        self.page.wait_for_selector(
+            f"#chart[data-source='demo'][data-horizon='{HORIZON}'] .main-svg"
+        )
 
     def traces(self) -> dict[str, dict[str, Any]]:
         """The chart's Plotly traces by uid, as Plotly holds them after drawing."""
@@ -161,9 +192,9 @@ def visit(browser: Browser, server: str) -> Iterator[Visit]:
     """The dashboard opened fresh, after its first render: the demo case with the horizon."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    visit = Visit(page, server)
+    visit = Visit(page, [server])
     page.goto(f"{server}/")
-    page.wait_for_selector(f"#chart[data-source='demo'][data-horizon='{HORIZON}'] .main-svg")
+    visit.wait_for_demo()
     yield visit
     context.close()
 
@@ -334,3 +365,20 @@ def test_the_page_and_plotly_come_from_the_app(server: str) -> None:
     assert "plotly.js v" in plotly.text[:200]
     for asset in ("static/dashboard.js", "static/dashboard.css"):
         assert httpx.get(f"{server}/{asset}").status_code == 200
+
+
+def test_a_separately_hosted_page_calls_the_api_named_by_the_query(
+    browser: Browser, server: str, frontend: str, demo_bundle: Bundle
+) -> None:
+    context = browser.new_context()
+    visit = Visit(context.new_page(), [frontend, server])
+    visit.page.goto(f"{frontend}/?api={server}")
+    visit.wait_for_demo()
+    assert visit.page.locator("#model-name").inner_text() == demo_bundle.name
+    assert visit.traces()["predicted"]["x"] == demo_bundle.manifest["evaluation"]["dates"]
+    # The page came from the static host, every API call went cross-origin to the server.
+    assert visit.requests[0] == f"{frontend}/?api={server}"
+    api_calls = [url for url in visit.requests if url.startswith(server)]
+    assert [url.split("?")[0] for url in api_calls] == [f"{server}/model", f"{server}/forecast"]
+    visit.assert_clean()
+    context.close()
