@@ -1,0 +1,202 @@
+"""`python -m training` as a user runs it: real processes for the happy path and a bad CSV,
+in-process `main()` for the remaining refusals (each: exit 2, one line, nothing published)."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from model_store import ModelStore
+from training.cli import main
+from training.data import load_csv
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture
+def train_csv_with_null_row(shared_data: Path, tmp_path: Path) -> Path:
+    """The FB training file with a Yahoo `null` day inserted as line 3."""
+    lines = (shared_data / "FB_training_data.csv").read_text().splitlines(keepends=True)
+    lines.insert(2, "2015-01-03,null,null,null,null,null,null\n")
+    path = tmp_path / "FB_with_null.csv"
+    path.write_text("".join(lines))
+    return path
+
+
+@pytest.mark.slow
+def test_train_list_verify_and_tamper(
+    shared_data: Path, tmp_path: Path, train_csv_with_null_row: Path
+) -> None:
+    store = tmp_path / "store"
+    trained = run_cli(
+        "train",
+        "--train-csv",
+        str(train_csv_with_null_row),
+        "--test-csv",
+        str(shared_data / "FB_test_data.csv"),
+        "--store",
+        str(store),
+        "--name",
+        "cli-tiny",
+        "--epochs",
+        "2",
+        "--units",
+        "3",
+        "--layers",
+        "1",
+        "--seed",
+        "7",
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "Traceback" not in trained.stderr
+    assert "FB_with_null.csv: row 3 (2015-01-03): Close is null, skipped" in trained.stderr
+    assert "epoch 1/2  loss" in trained.stderr and "epoch 2/2  loss" in trained.stderr
+    out = trained.stdout.splitlines()
+    assert out[0] == f"published cli-tiny v1 -> {store / 'cli-tiny' / '1'}"
+    assert out[2].split() == ["RMSE", "MAE", "MAPE", "%"]
+    assert out[3].split()[0] == "model"
+    assert out[4].split() == ["persistence", "4.248", "2.964", "1.388"]
+    manifest = ModelStore(store).verify("cli-tiny").manifest
+    assert manifest["training"]["seed"] == 7 and manifest["data"]["train"]["rows"] == 1258
+    assert out[3].split()[1] == f"{manifest['metrics']['model']['rmse']:.3f}"
+
+    listed = run_cli("list", "--store", str(store))
+    assert listed.returncode == 0
+    assert listed.stdout.splitlines()[1].split()[:2] == ["cli-tiny", "1"]
+
+    verified = run_cli("verify", "--store", str(store), "--name", "cli-tiny", "--version", "1")
+    assert verified.returncode == 0
+    assert verified.stdout.startswith("cli-tiny v1 OK")
+
+    onnx = store / "cli-tiny" / "1" / "model.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 3] ^= 0x80
+    onnx.write_bytes(bytes(data))
+    tampered = run_cli("verify", "--store", str(store), "--name", "cli-tiny")
+    assert tampered.returncode == 1
+    assert tampered.stderr == "error: cli-tiny v1: sha256 mismatch for model.onnx\n"
+
+
+@pytest.mark.slow
+def test_malformed_csv_is_one_line_without_traceback(shared_data: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Date,Close\n2019-01-02,100\n2019-01-03,abc\n")
+    result = run_cli(
+        "train",
+        "--train-csv",
+        str(bad),
+        "--test-csv",
+        str(shared_data / "FB_test_data.csv"),
+        "--store",
+        str(tmp_path / "store"),
+        "--name",
+        "x",
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert (
+        result.stderr.splitlines()[-1]
+        == "error: bad.csv: row 3, column Close: 'abc' is not a number"
+    )
+    assert not (tmp_path / "store").exists()
+
+
+def write_csv(path: Path, rows: list[tuple[str, float]]) -> Path:
+    path.write_text("Date,Close\n" + "".join(f"{day},{close}\n" for day, close in rows))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing train", "error: {tmp}/absent.csv: no such file"),
+        ("bad name", "error: invalid model name '../up'"),
+        ("bad epochs", "error: epochs must be a positive integer, got 0"),
+        ("bad column", "error: FB_training_data.csv: CSV header has no 'Price' column"),
+        ("too few rows", "error: short.csv: 3 usable rows, need at least 41"),
+        ("overlap", "error: FB_training_data.csv: starts 2015-01-02, which is not after the end"),
+        ("duplicate", "error: dup.csv: duplicate date 2020-02-03 (rows 2 and 3)"),
+    ],
+)
+def test_bad_training_input_exits_2_with_one_line(
+    shared_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    message: str,
+) -> None:
+    train = shared_data / "FB_training_data.csv"
+    test = shared_data / "FB_test_data.csv"
+    options = {"--name": "ok", "--epochs": "1", "--units": "2", "--layers": "1"}
+    if case == "missing train":
+        train = tmp_path / "absent.csv"
+    elif case == "bad name":
+        options["--name"] = "../up"
+    elif case == "bad epochs":
+        options["--epochs"] = "0"
+    elif case == "bad column":
+        options["--column"] = "Price"
+    elif case == "too few rows":
+        train = write_csv(
+            tmp_path / "short.csv", [("2019-01-02", 1.0), ("2019-01-03", 2.0), ("2019-01-04", 3.0)]
+        )
+    elif case == "overlap":
+        test = train
+    elif case == "duplicate":
+        test = write_csv(tmp_path / "dup.csv", [("2020-02-03", 1.0), ("2020-02-03", 2.0)])
+    argv = [
+        "train",
+        "--train-csv",
+        str(train),
+        "--test-csv",
+        str(test),
+        "--store",
+        str(tmp_path / "store"),
+    ]
+    for key, value in options.items():
+        argv += [key, value]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(message.format(tmp=tmp_path))
+    assert not (tmp_path / "store").exists()
+
+
+def test_store_commands_refuse_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["list", "--store", str(tmp_path / "absent")]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"error: model store {str(tmp_path / 'absent')!r} does not exist\n"
+    )
+    assert main(["list", "--store", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == f"no models in {tmp_path}\n"
+    assert main(["verify", "--store", str(tmp_path), "--name", "nope"]) == 2
+    assert "model 'nope' has no versions" in capsys.readouterr().err
+    assert main(["verify", "--store", str(tmp_path), "--name", "nope", "--version", "v2"]) == 2
+    assert "invalid version 'v2'" in capsys.readouterr().err
+
+
+def test_null_rows_are_reported_as_warnings(
+    train_csv_with_null_row: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="training.data"):
+        loaded = load_csv(train_csv_with_null_row, "Close")
+    assert len(loaded.series) == 1258
+    assert caplog.messages == ["FB_with_null.csv: row 3 (2015-01-03): Close is null, skipped"]
+    assert loaded.fingerprint()["rows"] == 1258
