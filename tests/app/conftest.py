@@ -1,71 +1,16 @@
-"""App test helpers: apps built around a tiny bundle, writable store copies, a real uvicorn."""
+"""App test fixtures: apps built around the tiny bundle and writable store copies."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.settings import Settings
-from model_store import Bundle, ModelStore
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-# Fields ModelStore.publish fills in itself.
-_PUBLISH_FILLS = ("name", "version", "files", "format_version", "created_at")
-
-
-def app_settings(store: Path, **overrides: Any) -> Settings:
-    """Settings for the model `tiny` in `store`, independent of the caller's environment."""
-    values: dict[str, Any] = {
-        "model_store_dir": store,
-        "model_name": "tiny",
-        "model_version": "latest",
-        "predictor_backend": "onnx",
-        "model_poll_seconds": 0.0,
-        "admin_token": None,
-        "cors_origins": [],
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-def republish(source: Bundle, store: Path, name: str = "tiny", **changes: Any) -> Bundle:
-    """Publish a copy of `source`'s files and manifest as the next version of `name`."""
-    manifest = {k: v for k, v in source.manifest.items() if k not in _PUBLISH_FILLS}
-    manifest.update(changes)
-    files = {filename: source.path / filename for filename in source.manifest["files"]}
-    return ModelStore(store).publish(name, files, manifest)
-
-
-def place_corrupt_version(source: Bundle, store: Path, name: str = "tiny") -> int:
-    """Copy `source` as the next version with one byte of model.onnx flipped, placed with one
-    atomic rename (as a publisher would) so the poller never sees a half-written folder."""
-    model_dir = store / name
-    number = max(ModelStore(store).versions(name)) + 1
-    staging = model_dir / f".publish-corrupt-{number}"
-    shutil.copytree(source.path, staging)
-    manifest_path = staging / "manifest.json"
-    manifest_path.write_text(
-        manifest_path.read_text().replace(f'"version": {source.version}', f'"version": {number}')
-    )
-    onnx = staging / "model.onnx"
-    data = bytearray(onnx.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    onnx.write_bytes(bytes(data))
-    os.rename(staging, model_dir / str(number))
-    return number
+from tests.app.support import app_settings
 
 
 @pytest.fixture
@@ -81,47 +26,3 @@ def client(tiny_store: Path) -> Iterator[TestClient]:
     """A started app (lifespan run) serving the tiny bundle."""
     with TestClient(create_app(app_settings(tiny_store))) as test_client:
         yield test_client
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def uvicorn_server(env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`uvicorn app.main:app` in a subprocess on a free port; yields (base URL, process)."""
-    port = free_port()
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            cwd=REPO_ROOT,
-            env={**os.environ, **env},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"uvicorn exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{base}/livez", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"uvicorn did not answer within 60 s:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield base, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
