@@ -251,6 +251,8 @@ def test_first_open_shows_the_model_and_its_test_month(
     # Plotly really drew them: one SVG trace group per trace, the predicted line has a path.
     assert page.locator("#chart .scatterlayer .trace").count() == len(traces)
     assert page.locator("#chart .scatterlayer .trace .js-line").first.get_attribute("d")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "dashboard-demo.png", full_page=True)
     visit.assert_clean()
 
 
