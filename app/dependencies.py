@@ -1,4 +1,8 @@
-"""Dependency aliases: endpoints declare what they need; tests override these, not globals."""
+"""Dependency aliases: endpoints declare what they need; tests override these, not globals.
+
+Every dependency is `async def` although none awaits: FastAPI runs a plain `def` dependency in
+the threadpool, and those hops (several per request) were most of a /predict's CPU time.
+"""
 
 from __future__ import annotations
 
@@ -14,25 +18,25 @@ from app.registry import ModelRegistry
 from app.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The app's settings."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:
     """The app's model registry."""
     registry: ModelRegistry = request.app.state.registry
     return registry
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
+async def get_metrics(request: Request) -> ServiceMetrics:
     """The app's Prometheus metrics."""
     metrics: ServiceMetrics = request.app.state.metrics
     return metrics
 
 
-def get_predictor(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> Predictor:
+async def get_predictor(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> Predictor:
     """The served predictor, taken once per request (503 when not ready)."""
     return registry.require()
 
@@ -53,7 +57,7 @@ def media_type(request: Request) -> str:
     return message.get_content_type() if "/" in header else ""
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """415 unless the body is declared as JSON."""
     kind = media_type(request)
     if kind != "application/json" and not kind.endswith("+json"):
