@@ -156,6 +156,17 @@ async def _store_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    cause = exc.__cause__
+    # FastAPI answers a JSON body that is not UTF-8 or nests deeper than the parser's recursion
+    # limit with a bare 400; report it like any other invalid JSON (documented 422).
+    if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError | RecursionError):
+        reason = (
+            f"not UTF-8 (byte {cause.start})"
+            if isinstance(cause, UnicodeDecodeError)
+            else "nested too deeply"
+        )
+        detail = [{"loc": ["body"], "msg": "JSON decode error", "type": "json_invalid"}]
+        return error_response(422, "invalid_request", f"body is not valid JSON: {reason}", detail)
     message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     return error_response(
         exc.status_code, _status_code_name(exc.status_code), message, headers=exc.headers

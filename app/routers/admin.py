@@ -38,6 +38,7 @@ router = APIRouter(
         403: {"model": ErrorResponse, "description": "ADMIN_TOKEN is not set"},
         404: {"model": ErrorResponse, "description": "No such version"},
         409: {"model": ErrorResponse, "description": "The version failed to load; old one serves"},
+        413: {"model": ErrorResponse, "description": "Body above MAX_BODY_BYTES"},
     },
 )
 

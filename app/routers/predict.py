@@ -31,6 +31,7 @@ INLINE_WINDOWS = 64
     response_model=PredictResponse | BatchPredictResponse,
     dependencies=[Depends(require_json)],
     responses={
+        413: {"model": ErrorResponse, "description": "Body above MAX_BODY_BYTES"},
         415: {"model": ErrorResponse, "description": "Content-Type is not application/json"},
         422: {"model": ErrorResponse, "description": "Invalid values or window length"},
         503: {"model": ErrorResponse, "description": "No model loaded yet"},
