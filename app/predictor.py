@@ -39,6 +39,13 @@ class OnnxRuntime:
         # file's sha256 and loading it.
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # One thread per session: a request is ~0.1 ms of compute, too little to split, and an
+        # intra-op pool that spins between calls steals the core the event loop needs (p99 went
+        # from 4 ms to 0.2 ms in-process). Scale out with uvicorn workers, one per core.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = ort.InferenceSession(
             bundle.read_verified(ONNX_FILE), options, providers=["CPUExecutionProvider"]
         )
