@@ -10,7 +10,8 @@ import onnxruntime as ort
 import pytest
 
 from model_store import Bundle, ModelStore, parse_price_csv
-from training.errors import InputError
+from training.errors import InputError, ParityError
+from training.export import check_parity
 from training.pipeline import TrainConfig, train_and_publish
 
 pytestmark = pytest.mark.slow
@@ -123,3 +124,41 @@ def test_bad_config_is_refused_before_training(shared_data: Path, tmp_path: Path
     with pytest.raises(InputError, match=r"dropout must be in \[0, 1\)"):
         train_and_publish(TrainConfig(**base, dropout=1.0))
     assert not any(tmp_path.iterdir())
+
+
+def test_parity_failure_publishes_nothing(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A converter that drifts by 1e-3 (ten times the tolerance) must stop the run before publish."""
+    import training.pipeline as pipeline
+
+    real_run_onnx = pipeline.run_onnx
+
+    def drifting_run_onnx(path: Path, inputs: np.ndarray) -> np.ndarray:
+        return real_run_onnx(path, inputs) + 1e-3
+
+    monkeypatch.setattr(pipeline, "run_onnx", drifting_run_onnx)
+    config = TrainConfig(
+        train_csv=shared_data / "FB_training_data.csv",
+        test_csv=shared_data / "FB_test_data.csv",
+        store=tmp_path,
+        name="drift",
+        epochs=1,
+        units=2,
+        layers=1,
+    )
+    with pytest.raises(
+        ParityError, match=r"ONNX export differs from Keras by 0\.001 \(tolerance 0\.0001\)"
+    ):
+        train_and_publish(config)
+    assert ModelStore(tmp_path).versions("drift") == []
+    assert not (tmp_path / "drift").exists() or list((tmp_path / "drift").iterdir()) == []
+
+
+def test_check_parity_refuses_nan_and_shape_mismatch() -> None:
+    outputs = np.array([[0.5], [0.25]], dtype=np.float32)
+    assert check_parity(outputs, outputs + 5e-5) == pytest.approx(5e-5, rel=1e-3)
+    with pytest.raises(ParityError, match="differs from Keras by nan"):
+        check_parity(outputs, np.array([[0.5], [np.nan]]))
+    with pytest.raises(ParityError, match="ONNX returned 1 outputs, Keras 2"):
+        check_parity(outputs, outputs[:1])
