@@ -1,0 +1,38 @@
+"""PREDICTOR_BACKEND=keras serves the same bundle's model.keras within the export's parity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from model_store import Bundle
+from tests.app.support import app_settings
+
+pytestmark = pytest.mark.slow
+
+
+def test_keras_backend_matches_onnx_within_the_parity_tolerance(
+    tiny_store: Path, tiny_bundle: Bundle, shared_data: Path
+) -> None:
+    january = (shared_data / "FB_test_data.csv").read_bytes()
+    rng = np.random.default_rng(1)
+    windows = rng.uniform(80.0, 210.0, size=(16, 40)).tolist()
+    answers = {}
+    for backend in ("onnx", "keras"):
+        with TestClient(create_app(app_settings(tiny_store, predictor_backend=backend))) as client:
+            assert client.get("/model").json()["backend"] == backend
+            batch = client.post("/predict", json={"windows": windows}).json()["predictions"]
+            forecast = client.post(
+                "/forecast", content=january, headers={"content-type": "text/csv"}
+            ).json()
+            answers[backend] = (batch, [point["predicted"] for point in forecast["points"]])
+    # The manifest's tolerance is on raw model outputs; in dollars it is divided by the scale.
+    tolerance = (
+        tiny_bundle.manifest["parity"]["tolerance"] / tiny_bundle.manifest["scaler"]["scale"]
+    )
+    for onnx_values, keras_values in zip(answers["onnx"], answers["keras"], strict=True):
+        np.testing.assert_allclose(keras_values, onnx_values, rtol=0, atol=tolerance)

@@ -1,0 +1,159 @@
+"""A real uvicorn server: hot swap under continuous load, a corrupt version refused, chunked
+bodies capped, and no TensorFlow library mapped into the serving process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from model_store import Bundle
+from tests.app.support import place_corrupt_version, republish, uvicorn_server
+
+pytestmark = pytest.mark.slow
+
+MAX_BODY_BYTES = 100_000
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not met in time")
+        time.sleep(0.05)
+
+
+class Load:
+    """Clients posting /predict back to back, recording (status, served version) per request."""
+
+    def __init__(self, base: str, clients: int = 2):
+        self.base = base
+        self.results: list[tuple[int | str, int | None]] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(clients)]
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=10) as client:
+            while not self._stop.is_set():
+                try:
+                    response = client.post("/predict", json={"closes": [150.0] * 40})
+                    version = response.json().get("model", {}).get("version")
+                    self.results.append((response.status_code, version))
+                except httpx.HTTPError as exc:  # a refused or dropped connection is a failure
+                    self.results.append((repr(exc), None))
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def last_version(self) -> int | None:
+        return self.results[-1][1] if self.results else None
+
+
+@pytest.fixture
+def server(store_copy: Path, tmp_path: Path) -> Iterator[tuple[str, int]]:
+    env = {
+        "MODEL_STORE_DIR": str(store_copy),
+        "MODEL_NAME": "tiny",
+        "MODEL_VERSION": "latest",
+        "MODEL_POLL_SECONDS": "0.2",
+        "PREDICTOR_BACKEND": "onnx",
+        "ADMIN_TOKEN": "",
+        "MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+    }
+    with uvicorn_server(env, tmp_path / "uvicorn.log") as (base, process):
+        yield base, process.pid
+
+
+def metric(base: str, name: str, labels: dict[str, str]) -> float | None:
+    text = httpx.get(f"{base}/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None
+
+
+def test_new_version_swaps_in_and_corrupt_one_is_refused_without_a_failed_request(
+    server: tuple[str, int], store_copy: Path, tiny_bundle: Bundle
+) -> None:
+    base, _ = server
+    with Load(base) as load:
+        wait_for(lambda: len(load.results) >= 20)
+        assert load.last_version() == 1
+
+        republish(tiny_bundle, store_copy)
+        wait_for(lambda: load.last_version() == 2)
+        seen_after_swap = len(load.results)
+
+        corrupt = place_corrupt_version(tiny_bundle, store_copy)
+        models = lambda: httpx.get(f"{base}/models").json()  # noqa: E731
+        wait_for(lambda: models()["last_load_error"] is not None)
+        time.sleep(1.0)  # several more polls: the corrupt version must stay refused
+
+    failures = [result for result in load.results if result[0] != 200]
+    assert failures == []
+    versions = [version for _, version in load.results]
+    assert set(versions) == {1, 2}
+    # Once version 2 answered, version 1 never answered again: the swap is atomic.
+    first_two = versions.index(2)
+    assert 1 not in versions[first_two:]
+    assert len(load.results) > seen_after_swap
+
+    status = models()
+    assert status["served"] == 2
+    assert status["last_load_error"]["version"] == corrupt
+    assert (
+        status["last_load_error"]["message"] == f"tiny v{corrupt}: sha256 mismatch for model.onnx"
+    )
+    assert {"version": corrupt, "served": False, "error": status["last_load_error"]["message"]} in (
+        status["versions"]
+    )
+    assert metric(base, "model_served_version", {"name": "tiny"}) == 2
+    labels = {"name": "tiny", "version": str(corrupt)}
+    assert metric(base, "model_load_failures_total", labels) == 1  # refused once, not every poll
+
+
+def test_a_chunked_body_above_the_limit_gets_413(server: tuple[str, int]) -> None:
+    base, _ = server
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: sent with Transfer-Encoding: chunked
+        for _ in range(15):
+            yield b" " * 10_000
+
+    response = httpx.post(
+        f"{base}/predict", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    declared = httpx.post(
+        f"{base}/forecast",
+        content=b"x" * (MAX_BODY_BYTES + 1),
+        headers={"content-type": "text/csv"},
+    )
+    assert declared.status_code == 413
+    assert httpx.get(f"{base}/readyz").status_code == 200
+
+
+def test_the_serving_process_maps_no_tensorflow_library(
+    server: tuple[str, int], shared_data: Path
+) -> None:
+    base, pid = server
+    january = (shared_data / "FB_test_data.csv").read_bytes()
+    assert httpx.post(f"{base}/predict", json={"closes": [150.0] * 40}).status_code == 200
+    forecast = httpx.post(f"{base}/forecast", content=january, headers={"content-type": "text/csv"})
+    assert forecast.status_code == 200
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "onnxruntime" in maps  # the check can see shared libraries at all
+    assert "tensorflow" not in maps

@@ -1,0 +1,80 @@
+"""Settings from environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from app.settings import DEFAULT_STORE_DIR, Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ALL_VARIABLES = (
+    "MODEL_STORE_DIR", "MODEL_NAME", "MODEL_VERSION", "PREDICTOR_BACKEND", "MODEL_POLL_SECONDS",
+    "ADMIN_TOKEN", "MAX_BODY_BYTES", "CORS_ORIGINS", "LOG_LEVEL",
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ALL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_serve_the_committed_demo_store() -> None:
+    settings = Settings()
+    assert settings.model_store_dir == DEFAULT_STORE_DIR == REPO_ROOT / "models"
+    assert settings.model_name == "fb-lstm"
+    assert settings.model_version == "latest" and settings.pinned_version is None
+    assert settings.predictor_backend == "onnx"
+    assert settings.model_poll_seconds == 0
+    assert settings.admin_token is None
+    assert settings.cors_origins == []
+
+
+def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MODEL_STORE_DIR", str(tmp_path))
+    monkeypatch.setenv("MODEL_NAME", "aapl-lstm")
+    monkeypatch.setenv("MODEL_VERSION", "3")
+    monkeypatch.setenv("PREDICTOR_BACKEND", "keras")
+    monkeypatch.setenv("MODEL_POLL_SECONDS", "2.5")
+    monkeypatch.setenv("ADMIN_TOKEN", "s3cret")
+    monkeypatch.setenv("MAX_BODY_BYTES", "1024")
+    monkeypatch.setenv("CORS_ORIGINS", "http://localhost:5173, https://dash.example")
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    settings = Settings()
+    assert settings.model_store_dir == tmp_path
+    assert settings.model_name == "aapl-lstm"
+    assert settings.pinned_version == 3
+    assert settings.predictor_backend == "keras"
+    assert settings.model_poll_seconds == 2.5
+    assert settings.admin_token is not None and settings.admin_token.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(settings)
+    assert settings.max_body_bytes == 1024
+    assert settings.cors_origins == ["http://localhost:5173", "https://dash.example"]
+    assert settings.log_level == "debug"
+
+
+def test_an_empty_admin_token_disables_admin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADMIN_TOKEN", "")
+    assert Settings().admin_token is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("MODEL_VERSION", "newest", "invalid version 'newest'"),
+        ("MODEL_VERSION", "0", "invalid version '0'"),
+        ("MODEL_NAME", "../etc", "invalid model name '../etc'"),
+        ("PREDICTOR_BACKEND", "torch", "predictor_backend"),
+        ("MODEL_POLL_SECONDS", "-1", "model_poll_seconds"),
+        ("MAX_BODY_BYTES", "0", "max_body_bytes"),
+    ],
+)
+def test_bad_values_fail_with_the_variable_named(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=message):
+        Settings()
