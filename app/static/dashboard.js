@@ -311,6 +311,8 @@ function demoView(manifest) {
     date,
     actual: evaluation.actual[i],
     predicted: evaluation.predicted[i],
+    lower: evaluation.lower && evaluation.lower[i],
+    upper: evaluation.upper && evaluation.upper[i],
   }));
   return {
     source: "demo",
