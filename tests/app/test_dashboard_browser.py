@@ -174,6 +174,11 @@ class Visit:
             f"#chart[data-source='demo'][data-horizon='{HORIZON}'] .main-svg"
         )
 
+    def screenshot(self, name: str) -> None:
+        """The whole page as a test artifact (taken before asserting, to help read failures)."""
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=ARTIFACTS / name, full_page=True)
+
     def traces(self) -> dict[str, dict[str, Any]]:
         """The chart's Plotly traces by uid, as Plotly holds them after drawing."""
         traces = self.page.evaluate(
@@ -241,6 +246,7 @@ def test_first_open_shows_the_model_and_its_test_month(
     manifest = demo_bundle.manifest
     evaluation, context = manifest["evaluation"], manifest["context"]
     page = visit.page
+    visit.screenshot("dashboard-demo.png")
 
     assert page.locator("#model-name").inner_text() == manifest["name"] == MODEL
     assert page.locator("#model-version").inner_text() == f"v{manifest['version']}"
@@ -271,8 +277,6 @@ def test_first_open_shows_the_model_and_its_test_month(
     # Plotly really drew them: one SVG trace group per trace, the predicted line has a path.
     assert page.locator("#chart .scatterlayer .trace").count() == len(traces)
     assert page.locator("#chart .scatterlayer .trace .js-line").first.get_attribute("d")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=ARTIFACTS / "dashboard-demo.png", full_page=True)
     visit.assert_clean()
 
 
@@ -291,6 +295,7 @@ def test_uploading_a_csv_redraws_the_chart_and_metrics(
 
     page.set_input_files("#file-input", csv_path)
     page.wait_for_selector(f"#chart[data-source='upload:{AAPL}'] .main-svg")
+    visit.screenshot("dashboard.png")
 
     traces = visit.traces()
     points = expected["points"]
@@ -308,8 +313,6 @@ def test_uploading_a_csv_redraws_the_chart_and_metrics(
         metrics, {key: metrics[f"persistence_{key}"] for key in ("rmse", "mae", "mape")}
     )
     assert cells != demo_metrics
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
     visit.assert_clean()
 
 
