@@ -41,8 +41,9 @@ def load_csv(path: Path, column: str) -> LoadedCsv:
 
     Raises `InputError` naming the file (and, for a malformed row, the row and column).
     """
+    path = Path(path)
     try:
-        raw = Path(path).read_bytes()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except OSError as exc:
@@ -50,10 +51,10 @@ def load_csv(path: Path, column: str) -> LoadedCsv:
     try:
         series = parse_price_csv(raw, column=column)
     except SeriesError as exc:
-        raise InputError(f"{Path(path).name}: {exc.message}") from None
+        raise InputError(f"{path.name}: {exc.message}") from None
     for warning in series.warnings:
-        logger.warning("%s: %s", Path(path).name, warning)
-    return LoadedCsv(Path(path), series, hashlib.sha256(raw).hexdigest())
+        logger.warning("%s: %s", path.name, warning)
+    return LoadedCsv(path, series, hashlib.sha256(raw).hexdigest())
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,6 @@ class TrainTestData:
 
     train: LoadedCsv
     test: LoadedCsv
-    window: int
 
     @property
     def train_closes(self) -> np.ndarray:
@@ -89,4 +89,4 @@ def load_train_test(train_csv: Path, test_csv: Path, column: str, window: int) -
             f"{test.path.name}: starts {first_test}, which is not after the end of "
             f"{train.path.name} ({last_train})"
         )
-    return TrainTestData(train, test, window)
+    return TrainTestData(train, test)
