@@ -104,11 +104,13 @@ function showError(element, err) {
     status.textContent = ` (HTTP ${err.status})`;
     element.append(status);
   }
-  if (err.detail && err.detail.length) {
+  // The API's message often is its first detail item already; list only what it adds.
+  const details = (err.detail || []).map(formatDetail).filter((text) => text !== err.message);
+  if (details.length) {
     const list = document.createElement("ul");
-    for (const item of err.detail) {
+    for (const text of details) {
       const li = document.createElement("li");
-      li.textContent = formatDetail(item);
+      li.textContent = text;
       list.append(li);
     }
     element.append(list);
