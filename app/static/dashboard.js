@@ -309,6 +309,7 @@ function demoSeries(manifest) {
 /** The demo case straight from the manifest: history, then the test month actual vs predicted. */
 function demoView(manifest) {
   const { evaluation, metrics } = manifest;
+  const known = demoSeries(manifest);
   const points = evaluation.dates.map((date, i) => ({
     date,
     actual: evaluation.actual[i],
@@ -321,7 +322,7 @@ function demoView(manifest) {
     feature: manifest.feature,
     window: manifest.window,
     caption: demoCaption(manifest),
-    actual: { x: demoSeries(manifest).dates, y: demoSeries(manifest).closes },
+    actual: { x: known.dates, y: known.closes },
     predicted: series(points, "predicted"),
     horizon: series([], "predicted"),
     metrics: { model: metrics.model, persistence: metrics.persistence },
@@ -367,8 +368,7 @@ function forecastView(response, source) {
       source.kind === "demo"
         ? demoCaption(state.manifest)
         : `${source.filename}: ${predicted.x.length} days, each predicted by ${model} from the ` +
-          `${size} actual closes before it (the file's first ${size} closes only feed the ` +
-          "first prediction, so the lines start after them).",
+          `${size} actual closes before it.`,
     actual: { x: source.history.x.concat(actual.x), y: source.history.y.concat(actual.y) },
     predicted,
     horizon: series(response.horizon || [], "predicted"),
