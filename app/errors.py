@@ -15,7 +15,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from model_store import ModelNotFoundError, ModelStoreError, SeriesError, VersionNotFoundError
+from model_store import (
+    InvalidVersionError,
+    ModelNotFoundError,
+    ModelStoreError,
+    SeriesError,
+    VersionNotFoundError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +157,8 @@ async def _series_error(request: Request, exc: Exception) -> JSONResponse:
 async def _store_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, VersionNotFoundError | ModelNotFoundError):
         return error_response(404, "version_not_found", str(exc))
+    if isinstance(exc, InvalidVersionError):  # e.g. a pin above the store's 10-digit versions
+        return error_response(422, "invalid_request", str(exc))
     return error_response(409, "model_store_error", str(exc))
 
 
