@@ -20,6 +20,8 @@ from model_store import (
     SeriesError,
 )
 from training.errors import InputError, ParityError
+from training.evaluate import comparison_table
+from training.pipeline import TrainConfig, train_and_publish
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -58,10 +60,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    # TensorFlow loads only for this command, so `list` and `verify` answer instantly.
-    from training.evaluate import comparison_table
-    from training.pipeline import TrainConfig, train_and_publish
-
     bundle = train_and_publish(
         TrainConfig(
             train_csv=args.train_csv,

@@ -1,4 +1,8 @@
-"""One training run end to end: load, scale, window, fit, evaluate, export, check parity, publish."""
+"""One training run end to end: load, scale, window, fit, evaluate, export, check parity, publish.
+
+TensorFlow, tf2onnx and ONNX Runtime are imported only once the inputs have passed their checks:
+a bad CSV or option is reported at once, not after TensorFlow's start-up of several seconds.
+"""
 
 from __future__ import annotations
 
@@ -9,28 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
-import onnxruntime
-import sklearn
-import tensorflow as tf
-import tf2onnx
 
 from model_store import Bundle, ModelStore, validate_name
-from training.data import load_train_test
+from training.data import TrainTestData, load_train_test
 from training.errors import InputError
 from training.evaluate import evaluation_set, metrics
-from training.export import (
-    PARITY_TOLERANCE,
-    check_parity,
-    export_onnx,
-    run_onnx,
-    save_keras,
-    write_chart,
-)
-from training.fit import fit_model, seed_everything
-from training.model import build_model
-from training.windows import fit_encoding, training_set
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +71,12 @@ class TrainConfig:
 
 def library_versions() -> dict[str, str]:
     """The versions that produced a bundle, for the manifest."""
+    import keras
+    import onnxruntime
+    import sklearn
+    import tensorflow as tf
+    import tf2onnx
+
     return {
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
@@ -103,6 +97,22 @@ def train_and_publish(config: TrainConfig) -> Bundle:
     """
     config.validate()
     data = load_train_test(config.train_csv, config.test_csv, config.column, config.window)
+    return _train_export_publish(config, data)
+
+
+def _train_export_publish(config: TrainConfig, data: TrainTestData) -> Bundle:
+    from training.export import (
+        PARITY_TOLERANCE,
+        check_parity,
+        export_onnx,
+        run_onnx,
+        save_keras,
+        write_chart,
+    )
+    from training.fit import fit_model, seed_everything
+    from training.model import build_model
+    from training.windows import fit_encoding, training_set
+
     train_closes, test_closes = data.train_closes, data.test_closes
     logger.info(
         "training on %d rows of %s (%s .. %s), testing on %d rows of %s",

@@ -130,14 +130,14 @@ def test_parity_failure_publishes_nothing(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A converter that drifts by 1e-3 (ten times the tolerance) must stop the run before publish."""
-    import training.pipeline as pipeline
+    import training.export
 
-    real_run_onnx = pipeline.run_onnx
+    real_run_onnx = training.export.run_onnx
 
     def drifting_run_onnx(path: Path, inputs: np.ndarray) -> np.ndarray:
         return real_run_onnx(path, inputs) + 1e-3
 
-    monkeypatch.setattr(pipeline, "run_onnx", drifting_run_onnx)
+    monkeypatch.setattr(training.export, "run_onnx", drifting_run_onnx)
     config = TrainConfig(
         train_csv=shared_data / "FB_training_data.csv",
         test_csv=shared_data / "FB_test_data.csv",
