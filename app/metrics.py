@@ -70,7 +70,7 @@ class RequestMetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500
+        status: int | None = None
         started = time.perf_counter()
 
         async def send_with_status(message: Message) -> None:
@@ -81,9 +81,14 @@ class RequestMetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_with_status)
+        except Exception:
+            status = status or 500
+            raise
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
-            self.metrics.requests.labels(template, method, str(status)).inc()
+            # No response and no error: the client went away first (nginx's 499).
+            label = str(status) if status is not None else "499"
+            self.metrics.requests.labels(template, method, label).inc()
             self.metrics.latency.labels(template, method).observe(time.perf_counter() - started)

@@ -3,6 +3,7 @@ bodies capped, and no TensorFlow library mapped into the serving process."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -157,3 +158,19 @@ def test_the_serving_process_maps_no_tensorflow_library(
     maps = Path(f"/proc/{pid}/maps").read_text()
     assert "onnxruntime" in maps  # the check can see shared libraries at all
     assert "tensorflow" not in maps
+
+
+def test_a_client_that_leaves_mid_body_is_not_counted_as_a_server_error(
+    server: tuple[str, int],
+) -> None:
+    base, _ = server
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        raw.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b'{"closes": [1'
+        )
+    left = {"route": "unmatched", "method": "POST", "status": "499"}
+    wait_for(lambda: metric(base, "http_requests_total", left) == 1)
+    assert metric(base, "http_requests_total", {**left, "status": "500"}) is None
+    assert httpx.get(f"{base}/readyz").status_code == 200
