@@ -162,3 +162,31 @@ def test_check_parity_refuses_nan_and_shape_mismatch() -> None:
         check_parity(outputs, np.array([[0.5], [np.nan]]))
     with pytest.raises(ParityError, match="ONNX returned 1 outputs, Keras 2"):
         check_parity(outputs, outputs[:1])
+
+
+def test_other_window_column_and_stacked_layers(shared_data: Path, tmp_path: Path) -> None:
+    import keras
+
+    bundle = train_and_publish(
+        TrainConfig(
+            train_csv=shared_data / "FB_training_data.csv",
+            test_csv=shared_data / "FB_test_data.csv",
+            store=tmp_path,
+            name="open-10",
+            epochs=1,
+            units=3,
+            layers=2,
+            window=10,
+            column="Open",
+        )
+    )
+    manifest = bundle.manifest
+    assert (manifest["window"], manifest["feature"]) == (10, "Open")
+    assert manifest["training"]["train_windows"] == 1248
+    assert manifest["context"]["closes"][-1] == 204.0  # FB Open on 2019-12-31
+    assert manifest["evaluation"]["actual"][0] == pytest.approx(206.75)  # Open on 2020-01-02
+    assert manifest["parity"]["windows"] == 21 and manifest["parity"]["max_abs_diff"] <= 1e-4
+    model = keras.saving.load_model(bundle.file("model.keras"))
+    lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
+    assert [layer.return_sequences for layer in lstms] == [True, False]
+    assert model.input_shape == (None, 10, 1)
