@@ -62,9 +62,15 @@ class KerasRuntime:
     name = "keras"
 
     def __init__(self, bundle: Bundle):
-        import keras  # lazy: only this backend may import TensorFlow
+        try:
+            import keras  # lazy: only this backend may import TensorFlow
+        except ImportError as exc:
+            raise RuntimeError(
+                "PREDICTOR_BACKEND=keras needs the train extra "
+                f"(pip install -r requirements/train.txt): {exc}"
+            ) from exc
 
-        bundle.read_verified(KERAS_FILE)
+        bundle.read_verified(KERAS_FILE)  # re-checked right before loading, like model.onnx
         self._model: Any = keras.saving.load_model(bundle.file(KERAS_FILE), safe_mode=True)
         self._lock = threading.Lock()  # a Keras model is not safe to call from several threads
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,3 +37,17 @@ def test_keras_backend_matches_onnx_within_the_parity_tolerance(
     )
     for onnx_values, keras_values in zip(answers["onnx"], answers["keras"], strict=True):
         np.testing.assert_allclose(keras_values, onnx_values, rtol=0, atol=tolerance)
+
+
+def test_keras_backend_without_the_train_extra_says_what_is_missing(
+    tiny_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "keras", None)  # `import keras` now raises ImportError
+    with TestClient(create_app(app_settings(tiny_store, predictor_backend="keras"))) as client:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        message = response.json()["error"]["message"]
+        assert message.startswith(
+            "model not ready: tiny v1: PREDICTOR_BACKEND=keras needs the train extra "
+            "(pip install -r requirements/train.txt)"
+        )
