@@ -17,6 +17,7 @@ from typing import Any
 from anyio import to_thread
 
 from app.errors import LoadFailedError, NotReadyError
+from app.keras_archive import check_bundle_keras
 from app.metrics import ServiceMetrics
 from app.predictor import Predictor, make_runtime
 from app.settings import Settings
@@ -52,6 +53,7 @@ class ModelRegistry:
         self.pinned: int | None = settings.pinned_version
         self.metrics = metrics
         self.last_error: LoadError | None = None
+        self.store_error: str | None = None
         self.not_ready_reason = "starting: no bundle loaded yet"
         self.loaded_at: str | None = None
         self._current: Predictor | None = None
@@ -75,6 +77,7 @@ class ModelRegistry:
 
     def _load(self, version: int) -> Predictor:
         bundle = self.store.verify(self.name, version)
+        check_bundle_keras(bundle)  # no Lambda or foreign classes, whichever backend serves
         predictor = Predictor(bundle, make_runtime(self.backend, bundle))
         predictor.warm_up()
         return predictor
@@ -148,9 +151,22 @@ class ModelRegistry:
             self.refresh()
 
     def poll_once(self) -> None:
-        """One look at the store; failures are recorded, never raised."""
-        with contextlib.suppress(ModelStoreError, LoadFailedError):
+        """One look at the store; failures are recorded, never raised.
+
+        A store that vanishes or loses the model (a deleted volume, a bad sync) leaves the loaded
+        version serving; the reason is logged once and reported by /models as `store_error`."""
+        try:
             self.refresh()
+        except ModelStoreError as exc:
+            if str(exc) != self.store_error:
+                logger.error("model store unavailable, still serving what is loaded: %s", exc)
+            self.store_error = str(exc)
+            return
+        except LoadFailedError:
+            pass
+        if self.store_error is not None:
+            logger.info("model store available again")
+        self.store_error = None
 
     def status(self) -> dict[str, Any]:
         """What /models reports: the store's versions, the served and pinned ones, failures."""
@@ -176,6 +192,7 @@ class ModelRegistry:
                 for version in versions
             ],
             "last_load_error": asdict(self.last_error) if self.last_error else None,
+            "store_error": self.store_error,
             "poll_seconds": self.poll_seconds,
         }
 

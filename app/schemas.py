@@ -154,6 +154,9 @@ class ModelsStatus(BaseModel):
     not_ready_reason: str | None
     versions: list[VersionStatus]
     last_load_error: LoadErrorInfo | None
+    store_error: str | None = Field(
+        description="Why the last look at the store failed (e.g. the folder is gone), if it did."
+    )
     poll_seconds: float
 
 
