@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.batching import MicroBatcher
 from app.errors import UnsupportedMediaTypeError
 from app.metrics import ServiceMetrics
 from app.predictor import Predictor
@@ -36,6 +37,12 @@ async def get_metrics(request: Request) -> ServiceMetrics:
     return metrics
 
 
+async def get_batcher(request: Request) -> MicroBatcher:
+    """The app's batcher of concurrent single-window predictions."""
+    batcher: MicroBatcher = request.app.state.batcher
+    return batcher
+
+
 async def get_predictor(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> Predictor:
     """The served predictor, taken once per request (503 when not ready)."""
     return registry.require()
@@ -45,6 +52,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
+BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
 
 
 def media_type(request: Request) -> str:

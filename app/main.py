@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.batching import MicroBatcher
 from app.body_limit import BodyLimitMiddleware
 from app.errors import install_error_handlers
 from app.metrics import RequestMetricsMiddleware, ServiceMetrics
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.registry = registry
+    app.state.batcher = MicroBatcher()
     install_error_handlers(app)
     for router in (predict, forecast, health, models, admin, dashboard):
         app.include_router(router.router)

@@ -23,6 +23,9 @@ class Runtime(Protocol):
     """A loaded model: encoded windows `(n, window, 1)` float32 -> raw outputs `(n, 1)`."""
 
     name: str
+    # Cheap enough (~0.1 ms a window) to run on the event loop, and worth batching across
+    # concurrent requests; a slow runtime runs in a worker thread, one request at a time.
+    inline: bool
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
         """Raw model outputs for encoded windows."""
@@ -33,6 +36,7 @@ class OnnxRuntime:
     """ONNX Runtime on the CPU, built from the verified bytes of `model.onnx`."""
 
     name = "onnx"
+    inline = True
 
     def __init__(self, bundle: Bundle):
         # Reading the verified bytes (rather than the path) closes the gap between checking the
@@ -60,6 +64,9 @@ class KerasRuntime:
     """Keras 3 (TensorFlow) for parity checks and benchmarks; needs the train extra."""
 
     name = "keras"
+    # The tutorial's way of serving (one Keras call per request, ~100 ms): the benchmark's
+    # baseline, so it is deliberately not batched.
+    inline = False
 
     def __init__(self, bundle: Bundle):
         try:

@@ -8,7 +8,7 @@ import numpy as np
 from anyio import to_thread
 from fastapi import APIRouter, Body, Depends
 
-from app.dependencies import MetricsDep, PredictorDep, require_json
+from app.dependencies import BatcherDep, MetricsDep, PredictorDep, require_json
 from app.errors import InvalidInputError
 from app.schemas import (
     PREDICT_EXAMPLES,
@@ -21,8 +21,9 @@ from app.schemas import (
 
 router = APIRouter(tags=["predict"])
 
-# Up to this many windows the model call (~0.1 ms per window) runs on the event loop: a thread hop
-# would cost more than the call. Bigger batches run in a worker thread so they never stall the loop.
+# With a fast (ONNX) runtime, up to this many windows run on the event loop: a thread hop would
+# cost more than the call (~0.1 ms a window). Bigger batches run in a worker thread so they never
+# stall the loop; single windows are batched across concurrent requests (app/batching.py).
 INLINE_WINDOWS = 64
 
 
@@ -41,6 +42,7 @@ async def predict(
     body: Annotated[PredictRequest, Body(openapi_examples=PREDICT_EXAMPLES)],
     predictor: PredictorDep,
     metrics: MetricsDep,
+    batcher: BatcherDep,
 ) -> PredictResponse | BatchPredictResponse:
     """Predict the next close after `closes` (one window), or after each of `windows` (a batch,
     one batched model call). Every window holds the served bundle's window length of finite,
@@ -65,7 +67,12 @@ async def predict(
     if not windows:
         return BatchPredictResponse(predictions=[], model=model)
     array = np.array(windows, dtype=np.float64)
-    if len(array) <= INLINE_WINDOWS:
+    inline = predictor.runtime.inline
+    if single and inline:
+        next_close = await batcher.predict(predictor, array[0])
+        metrics.predictions.labels("predict").inc()
+        return PredictResponse(next_close=next_close, model=model)
+    if inline and len(array) <= INLINE_WINDOWS:
         closes = predictor.predict(array)
     else:
         closes = await to_thread.run_sync(predictor.predict, array)

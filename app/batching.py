@@ -1,0 +1,77 @@
+"""Dynamic batching: concurrent single-window /predict requests share one model call.
+
+Under load, requests queue on the event loop; each would otherwise pay a full ONNX Runtime call
+(~90 us for one window, latency-bound: 4 LSTM layers x 40 steps of tiny matrix products), while a
+32-window call costs ~45 us a window. The benchmark (bench/) measured 25% less server CPU per
+request at concurrency 32 with this batching, and no change to single-request latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from app.predictor import Predictor
+
+DEFAULT_MAX_BATCH = 64
+
+
+class MicroBatcher:
+    """Collects the windows submitted while the event loop is busy and predicts them together.
+
+    The wait is bounded by one turn of the event loop: the first window schedules the flush with
+    `call_soon`, so a batch holds exactly the requests that reached this point in the same turn
+    (a lone request waits microseconds, never a timer). A batch never exceeds `max_batch` windows
+    (~3 ms of model time), so the loop is never blocked for long. Windows are grouped by predictor,
+    so a hot swap mid-batch answers each request from the model it started with.
+
+    Event-loop only: every method runs on the loop's thread, so no lock is needed.
+    """
+
+    def __init__(self, max_batch: int = DEFAULT_MAX_BATCH):
+        self.max_batch = max_batch
+        self._pending: list[tuple[Predictor, np.ndarray, asyncio.Future[float]]] = []
+        self._scheduled = False
+
+    async def predict(self, predictor: Predictor, window: np.ndarray) -> float:
+        """The next close after one window (shape `(window,)`), computed in a shared batch."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[float] = loop.create_future()
+        self._pending.append((predictor, window, future))
+        if len(self._pending) >= self.max_batch:
+            self._flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, []
+        groups: dict[Predictor, list[tuple[np.ndarray, asyncio.Future[float]]]] = {}
+        for predictor, window, future in pending:
+            groups.setdefault(predictor, []).append((window, future))
+        for predictor, items in groups.items():
+            try:
+                closes = predictor.predict(np.stack([window for window, _ in items]))
+            except Exception:
+                # One bad window (no finite prediction) must fail only its own request, with the
+                # message it would get alone: predict each window of this batch by itself.
+                for window, future in items:
+                    _settle_alone(predictor, window, future)
+                continue
+            for (_, future), close in zip(items, closes, strict=True):
+                if not future.done():  # the client may have gone away meanwhile
+                    future.set_result(float(close))
+
+
+def _settle_alone(predictor: Predictor, window: np.ndarray, future: asyncio.Future[float]) -> None:
+    if future.done():
+        return
+    try:
+        close = float(predictor.predict(window[np.newaxis, :])[0])
+    except Exception as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(close)

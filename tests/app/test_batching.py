@@ -1,0 +1,131 @@
+"""Dynamic batching of single-window predictions (app/batching.py) over a real ONNX Runtime."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.batching import MicroBatcher
+from app.errors import InvalidInputError
+from app.predictor import OnnxRuntime, Predictor
+from model_store import Bundle
+
+
+class RecordingRuntime:
+    """The real ONNX runtime, recording how many windows each model call received."""
+
+    name = "onnx"
+    inline = True
+
+    def __init__(self, bundle: Bundle):
+        self.runtime = OnnxRuntime(bundle)
+        self.calls: list[int] = []
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        self.calls.append(len(inputs))
+        return self.runtime.run(inputs)
+
+
+def windows_of(bundle: Bundle, count: int) -> np.ndarray:
+    """`count` distinct windows around the bundle's own context closes."""
+    context = bundle.context_closes[-bundle.window :]
+    return np.stack([context * (1.0 + 0.002 * i) for i in range(count)])
+
+
+async def predict_concurrently(
+    batcher: MicroBatcher, predictor: Predictor, windows: np.ndarray | list[np.ndarray]
+) -> list[float | BaseException]:
+    return await asyncio.gather(
+        *(batcher.predict(predictor, window) for window in windows), return_exceptions=True
+    )
+
+
+def test_concurrent_windows_share_one_call_and_get_their_own_answers(tiny_bundle: Bundle) -> None:
+    runtime = RecordingRuntime(tiny_bundle)
+    predictor = Predictor(tiny_bundle, runtime)
+    windows = windows_of(tiny_bundle, 40)
+    expected = predictor.predict(windows)
+    runtime.calls.clear()
+
+    answers = asyncio.run(predict_concurrently(MicroBatcher(max_batch=64), predictor, windows))
+
+    assert runtime.calls == [40]
+    # float32 model arithmetic may differ in the last bits between batch shapes.
+    np.testing.assert_allclose(np.array(answers, dtype=np.float64), expected, rtol=0, atol=1e-4)
+
+
+def test_batches_never_exceed_max_batch(tiny_bundle: Bundle) -> None:
+    runtime = RecordingRuntime(tiny_bundle)
+    predictor = Predictor(tiny_bundle, runtime)
+    windows = windows_of(tiny_bundle, 10)
+
+    answers = asyncio.run(predict_concurrently(MicroBatcher(max_batch=4), predictor, windows))
+
+    assert runtime.calls == [4, 4, 2]
+    assert all(isinstance(answer, float) for answer in answers)
+
+
+def test_a_lone_window_is_answered_without_waiting_for_company(tiny_bundle: Bundle) -> None:
+    runtime = RecordingRuntime(tiny_bundle)
+    predictor = Predictor(tiny_bundle, runtime)
+    window = windows_of(tiny_bundle, 1)[0]
+
+    async def one() -> float:
+        return await asyncio.wait_for(MicroBatcher().predict(predictor, window), timeout=1.0)
+
+    assert asyncio.run(one()) == pytest.approx(float(predictor.predict(window[None, :])[0]))
+    assert runtime.calls[0] == 1
+
+
+def test_a_failing_window_fails_only_its_own_request(tiny_bundle: Bundle) -> None:
+    runtime = RecordingRuntime(tiny_bundle)
+    predictor = Predictor(tiny_bundle, runtime)
+    good = windows_of(tiny_bundle, 4)
+    # The route checks lengths first; here a short window stands for any window the model
+    # refuses, so the batch call fails and each window must be answered on its own.
+    windows = [good[0], good[1], good[2][:-1], good[2], good[3]]
+
+    answers = asyncio.run(predict_concurrently(MicroBatcher(), predictor, windows))
+
+    assert isinstance(answers[2], InvalidInputError)
+    assert answers[2].message.startswith(f"each window must hold {tiny_bundle.window} closes")
+    others = np.array([answers[i] for i in (0, 1, 3, 4)], dtype=np.float64)
+    np.testing.assert_allclose(others, predictor.predict(good), rtol=0, atol=1e-4)
+
+
+def test_windows_of_two_served_versions_are_predicted_by_their_own_model(
+    tiny_bundle: Bundle,
+) -> None:
+    """A hot swap mid-batch: each request keeps the predictor it started with."""
+    old_runtime, new_runtime = RecordingRuntime(tiny_bundle), RecordingRuntime(tiny_bundle)
+    old, new = Predictor(tiny_bundle, old_runtime), Predictor(tiny_bundle, new_runtime)
+    windows = windows_of(tiny_bundle, 6)
+
+    async def mixed() -> list[float]:
+        batcher = MicroBatcher()
+        return await asyncio.gather(
+            *(batcher.predict(old if i % 2 else new, w) for i, w in enumerate(windows))
+        )
+
+    answers = asyncio.run(mixed())
+
+    assert old_runtime.calls == [3] and new_runtime.calls == [3]
+    np.testing.assert_allclose(answers, old.predict(windows), rtol=0, atol=1e-4)
+
+
+def test_single_predict_over_http_matches_the_batch_endpoint(
+    client: TestClient, tiny_bundle: Bundle
+) -> None:
+    """The batched single-window path answers what a batch request answers."""
+    windows = windows_of(tiny_bundle, 3).tolist()
+
+    batch = client.post("/predict", json={"windows": windows})
+    singles = [client.post("/predict", json={"closes": window}) for window in windows]
+
+    assert batch.status_code == 200 and all(r.status_code == 200 for r in singles)
+    np.testing.assert_allclose(
+        [r.json()["next_close"] for r in singles], batch.json()["predictions"], rtol=0, atol=1e-4
+    )
