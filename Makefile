@@ -8,7 +8,7 @@ DATA   ?= ../shared/data
 STORE  ?= models
 NAME   ?= fb-lstm
 
-.PHONY: run test browser lint deploy-lint train demo-bundle serve-deps dev-deps clean
+.PHONY: run test browser lint deploy-lint train demo-bundle serve-deps dev-deps clean soak audit
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,17 @@ demo-bundle: dev-deps
 bench: dev-deps
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
 	$(BIN)/python -m bench --store $(STORE) --name $(NAME) --data $(DATA)
+
+# Ten minutes of sustained load (wrk, 32 connections) on the demo bundle: zero errors, still
+# ready, RSS flat within 10%. Writes bench/SOAK.md. The test-sized run is part of `make test`.
+soak: dev-deps
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
+	$(BIN)/python -m bench.soak --store $(STORE) --name $(NAME)
+
+# Asks PyPI for published advisories on every pin in requirements/serve.txt (needs the network;
+# recorded in SECURITY.md). The offline floor check runs in `make test`.
+audit: dev-deps
+	$(BIN)/python -m bench.audit
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
