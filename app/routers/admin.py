@@ -39,6 +39,7 @@ router = APIRouter(
         404: {"model": ErrorResponse, "description": "No such version"},
         409: {"model": ErrorResponse, "description": "The version failed to load; old one serves"},
         413: {"model": ErrorResponse, "description": "Body above MAX_BODY_BYTES"},
+        422: {"model": ErrorResponse, "description": "Invalid body (e.g. not a version)"},
     },
 )
 

@@ -104,3 +104,23 @@ def test_the_fuzzer_reached_every_operation_and_the_server_is_still_ready(
     assert sum(SENT.values()) >= 5 * len(documented)
     assert fuzz_server.client.get("/readyz").status_code == 200
     print(f"fuzzed {sum(SENT.values())} cases: {dict(sorted(SENT.items()))}")
+
+
+def test_every_error_response_is_documented_with_the_one_error_shape() -> None:
+    """Each operation lists its 4xx/5xx answers, each with the ErrorResponse schema; operations
+    taking a body document 413 and 422, the ones behind the model document 503."""
+    error_ref = "#/components/schemas/ErrorResponse"
+    for path, methods in OPENAPI["paths"].items():
+        for method, operation in methods.items():
+            label = f"{method.upper()} {path}"
+            responses = operation["responses"]
+            for status, response in responses.items():
+                if int(status) >= 400:
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": error_ref}, f"{label} {status}: {schema}"
+            if "requestBody" in operation:
+                assert {"413", "422"} <= set(responses), f"{label}: {sorted(responses)}"
+            if path in ("/predict", "/forecast", "/readyz", "/model"):
+                assert "503" in responses, label
+            if path.startswith("/admin"):
+                assert {"401", "403"} <= set(responses), label
