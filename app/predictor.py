@@ -17,6 +17,10 @@ from model_store import Bundle, WindowEncoding
 
 ONNX_FILE = "model.onnx"
 KERAS_FILE = "model.keras"
+# Big batches run through ONNX Runtime this many windows at a time. Its memory arena keeps the
+# largest buffers it ever needed (a 10,000-window call left the process at 617 MB), and chunks
+# are also faster (1,219 windows: 53 ms instead of 74 ms of CPU, the buffers stay in cache).
+ONNX_CHUNK = 128
 
 
 class Runtime(Protocol):
@@ -57,7 +61,14 @@ class OnnxRuntime:
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
         # InferenceSession.run is thread-safe, so requests share one session.
-        return np.asarray(self._session.run(None, {self._input: inputs})[0])
+        if len(inputs) <= ONNX_CHUNK:
+            return np.asarray(self._session.run(None, {self._input: inputs})[0])
+        return np.concatenate(
+            [
+                self._session.run(None, {self._input: inputs[start : start + ONNX_CHUNK]})[0]
+                for start in range(0, len(inputs), ONNX_CHUNK)
+            ]
+        )
 
 
 class KerasRuntime:
