@@ -75,8 +75,8 @@ class KerasRuntime:
     """Keras 3 (TensorFlow) for parity checks and benchmarks; needs the train extra."""
 
     name = "keras"
-    # The tutorial's way of serving (one Keras call per request, ~100 ms): the benchmark's
-    # baseline, so it is deliberately not batched.
+    # The tutorial's way of serving (one `model.predict` per request, ~50-100 ms): the
+    # benchmark's baseline, so it is deliberately not batched across requests.
     inline = False
 
     def __init__(self, bundle: Bundle):
@@ -93,8 +93,10 @@ class KerasRuntime:
         self._lock = threading.Lock()  # a Keras model is not safe to call from several threads
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
+        # `predict` runs a compiled graph; calling the model eagerly steps the LSTMs op by op in
+        # Python and took 4x as long (220 ms against 50 ms a window, bench/RESULTS.md).
         with self._lock:
-            return np.asarray(self._model(inputs, training=False))
+            return np.asarray(self._model.predict(inputs, verbose=0))
 
 
 def make_runtime(backend: str, bundle: Bundle) -> Runtime:
