@@ -2,8 +2,7 @@
 
 Runs in its own interpreter per backend so that the Keras backend's TensorFlow never shares a
 process (or its memory and threads) with the ONNX measurement. Prints one JSON object: p50/p99 of
-the app's `Predictor.predict` on one window and, for keras, of `model.predict` (how the reference
-tutorial would serve a request).
+the app's `Predictor.predict` on one window.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from app.predictor import KERAS_FILE, Predictor, make_runtime
+from app.predictor import Predictor, make_runtime
 from model_store import ModelStore
 
 
@@ -41,14 +40,6 @@ def main(argv: list[str]) -> int:
     predictor = Predictor(bundle, make_runtime(backend, bundle))
     window = bundle.context_closes[-bundle.window :][np.newaxis, :]
     result = percentiles_ms(lambda: predictor.predict(window), int(calls))
-    if backend == "keras":
-        import keras  # only the keras measurement may import TensorFlow
-
-        model = keras.saving.load_model(bundle.file(KERAS_FILE), safe_mode=True)
-        encoded = bundle.encoding.encode(window)
-        tutorial = percentiles_ms(lambda: model.predict(encoded, verbose=0), int(calls))
-        result["model_predict_p50_ms"] = tutorial["p50_ms"]
-        result["model_predict_p99_ms"] = tutorial["p99_ms"]
     print(json.dumps(result))
     return 0
 

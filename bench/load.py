@@ -141,11 +141,12 @@ def parse_wrk(output: str) -> WrkResult:
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non_2xx:
         errors += int(non_2xx.group(1))
-    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, flags=re.MULTILINE))
+    # wrk prints no distribution when no request completed (a very slow backend in a short run).
+    percentiles = dict(re.findall(r"^\s*(50|99)%\s+([\d.]+\w+)\s*$", output, flags=re.MULTILINE))
     return WrkResult(
         requests_per_s=float(rate.group(1)),
         requests=int(total.group(1)),
         errors=errors,
-        p50_ms=_duration_ms(percentiles["50"]),
-        p99_ms=_duration_ms(percentiles["99"]),
+        p50_ms=_duration_ms(percentiles["50"]) if "50" in percentiles else float("nan"),
+        p99_ms=_duration_ms(percentiles["99"]) if "99" in percentiles else float("nan"),
     )

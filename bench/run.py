@@ -294,7 +294,7 @@ def table_rows(results: dict[str, BackendResult]) -> list[list[str]]:
         targets, verdicts = [], []
         if figure.target is not None:
             sign = "<=" if figure.lower_is_better else ">="
-            targets.append(f"{sign} {_format(figure.target, 0 if figure.target >= 1 else 1)}")
+            targets.append(f"{sign} {figure.target:,g}")
             met = ours <= figure.target if figure.lower_is_better else ours >= figure.target
             verdicts.append("met" if met else "MISSED")
         if figure.key in RATIO_TARGETS:
@@ -386,6 +386,7 @@ def write_results(
     results: dict[str, BackendResult],
     workers: BackendResult | None,
     max_diff: float,
+    load_averages: tuple[float, float],
 ) -> str:
     """bench/RESULTS.md: machine, date, commit, method, the table and the worker scaling."""
     info = machine()
@@ -401,6 +402,8 @@ def write_results(
         f"- machine: {info['cpu']}, {info['memory']} RAM; {info['os']}",
         f"- versions: {info['versions']}",
         f"- bundle: `{args.name}` version `{args.version}` from the store `{args.store_label}`",
+        f"- machine load (1-minute load average, other work included): {load_averages[0]:.1f} "
+        f"at the start, {load_averages[1]:.1f} at the end",
         "",
         "## Default (ONNX Runtime) backend against the Keras backend, one uvicorn worker each",
         "",
@@ -410,6 +413,10 @@ def write_results(
         f"a max abs difference of {max_diff:.2e} dollars (limit {PARITY_TOLERANCE:g}).",
         "",
         "Ratios are keras / default for times and memory, default / keras for throughput.",
+        "",
+        "The keras backend serves each request with one `model.predict` call (the tutorial's "
+        "way), one request at a time in a worker thread; the default backend batches "
+        "concurrent single-window requests into one ONNX Runtime call (app/batching.py).",
         "",
         "## Method",
         "",
@@ -507,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     work = build_workload(args.data, bundle.window)
     log(f"bundle {args.name} v{args.version}; data from {args.data}")
 
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         scratch = Path(folder)
         results = {
@@ -535,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
             results=results,
             workers=workers,
             max_diff=max_diff,
+            load_averages=(load_at_start, os.getloadavg()[0]),
         )
         print(f"wrote {args.output}")
     return 0 if max_diff <= PARITY_TOLERANCE else 1
