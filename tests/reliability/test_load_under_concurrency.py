@@ -5,10 +5,11 @@ The 10-minute version with an RSS-flatness check is `make soak` (bench/soak.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from reliability_harness import CONCURRENCY, predict_body, run_load
+from reliability_harness import CONCURRENCY, ServerProcess, predict_body, run_load
 
 REQUESTS = 3000
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_thousands_of_concurrent_requests_without_a_single_error(
-    private_store: Path, start_server
+    private_store: Path, start_server: Callable[..., ServerProcess]
 ) -> None:
     server = start_server(private_store, "tiny")
     expected = server.client.post("/predict", json=predict_body()).json()["next_close"]
