@@ -12,7 +12,7 @@ from app.schemas import ErrorResponse, ModelsStatus
 router = APIRouter(tags=["models"])
 
 # The manifest's bulky or internal parts; /model returns everything else.
-_OMITTED = ("context", "files")
+_OMITTED = ("files",)
 
 
 @router.get(
