@@ -208,6 +208,12 @@ def test_the_keras_backend_loads_in_safe_mode_and_refuses_the_lambda_model(
     assert np.isfinite(genuine.run(np.full((1, 40, 1), 0.5, dtype=np.float32))).all()
 
 
+def store_error_status(server: ServerProcess, fragment: str) -> dict[str, Any] | None:
+    """/models, once its `store_error` contains `fragment`."""
+    status: dict[str, Any] = server.client.get("/models").json()
+    return status if fragment in (status["store_error"] or "") else None
+
+
 def test_a_deleted_store_leaves_the_loaded_model_serving_and_is_reported(
     private_store: Path, tiny_store: Path, start_server: StartServer
 ) -> None:
@@ -217,14 +223,7 @@ def test_a_deleted_store_leaves_the_loaded_model_serving_and_is_reported(
         shutil.rmtree(private_store)
         # A poll during the rmtree may first see the model folder gone ("has no versions"),
         # then the store itself.
-        status = wait_for(
-            lambda: (
-                "does not exist"
-                in ((s := server.client.get("/models").json())["store_error"] or "")
-                and s
-            ),
-            "the missing store to be reported",
-        )
+        status = wait_for(lambda: store_error_status(server, "does not exist"), "store error")
         load.wait_for_requests(200)  # well past several polls of the missing store
     assert load.report.failures == 0, load.report.summary()
     assert (status["served"], status["ready"]) == (1, True)
