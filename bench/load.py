@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -21,25 +21,55 @@ CSV_HEADERS = {"Content-Type": "text/csv"}
 
 
 class Client:
-    """One keep-alive HTTP/1.1 connection (http.client adds the least client overhead)."""
+    """One keep-alive HTTP/1.1 connection on a plain socket.
+
+    Requests are sent as ready-made bytes and answers read by their Content-Length, so a timed
+    request measures the server and the loopback rather than a Python HTTP client (http.client
+    added ~0.1 ms to every request, a fifth of what is being measured).
+    """
 
     def __init__(self, port: int, timeout_s: float = 120.0):
-        self.connection = http.client.HTTPConnection(HOST, port, timeout=timeout_s)
+        self.sock = socket.create_connection((HOST, port), timeout=timeout_s)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
 
-    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        self.connection.request("POST", path, body=body, headers=headers)
-        response = self.connection.getresponse()
-        return response.status, response.read()
+    @staticmethod
+    def request(path: str, body: bytes, headers: dict[str, str]) -> bytes:
+        """The bytes of one POST."""
+        lines = [f"POST {path} HTTP/1.1", f"Host: {HOST}", f"Content-Length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    def send(self, request: bytes) -> tuple[int, bytes]:
+        """Send one request, return the status and body of its answer."""
+        self.sock.sendall(request)
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            self._receive()
+        head = self.buffer[:end].decode("latin-1")
+        length = re.search(r"^content-length:\s*(\d+)", head, flags=re.IGNORECASE | re.MULTILINE)
+        if length is None:
+            raise RuntimeError(f"an answer without Content-Length: {head[:300]}")
+        total = end + 4 + int(length.group(1))
+        while len(self.buffer) < total:
+            self._receive()
+        body, self.buffer = self.buffer[end + 4 : total], self.buffer[total:]
+        return int(head.split(" ", 2)[1]), body
+
+    def _receive(self) -> None:
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise RuntimeError("the server closed the connection")
+        self.buffer += chunk
 
     def post_json(self, path: str, payload: Any) -> Any:
         """POST JSON, fail loudly on anything but 200, return the decoded answer."""
-        status, data = self.post(path, json.dumps(payload).encode(), JSON_HEADERS)
+        status, data = self.send(self.request(path, json.dumps(payload).encode(), JSON_HEADERS))
         if status != 200:
             raise RuntimeError(f"POST {path} answered {status}: {data[:300]!r}")
         return json.loads(data)
 
     def close(self) -> None:
-        self.connection.close()
+        self.sock.close()
 
 
 def timed_posts(
@@ -50,11 +80,12 @@ def timed_posts(
     Every answer must be a 200: a benchmark of errors would be meaningless.
     """
     client = Client(port)
+    request = client.request(path, body, headers)
     seconds = np.empty(count)
     try:
         for i in range(count):
             started = time.perf_counter()
-            status, data = client.post(path, body, headers)
+            status, data = client.send(request)
             seconds[i] = time.perf_counter() - started
             if status != 200:
                 raise RuntimeError(f"POST {path} answered {status}: {data[:300]!r}")

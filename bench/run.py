@@ -430,7 +430,8 @@ def write_results(
         f"- sequential: {plan.sequential_runs} runs of "
         f"{plan.sequential_requests['onnx']} (default) / {plan.sequential_requests['keras']} "
         "(keras) `/predict` requests with 40 closes, one after the other on one keep-alive "
-        "connection (`http.client`); p50 and p99 per run.",
+        "connection (a plain socket sending ready-made request bytes, so the client adds "
+        "almost nothing); p50 and p99 per run.",
         f"- throughput: `wrk -t{plan.wrk_threads} -c{plan.wrk_connections} "
         f"-d{plan.wrk_seconds}s --timeout 30s`, {plan.wrk_runs['onnx']} run(s) for the default "
         f"backend and {plan.wrk_runs['keras']} for keras; errors = socket errors + non-2xx. wrk "
