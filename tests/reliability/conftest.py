@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from reliability_harness import ServerProcess
+from reliability_harness import ServerProcess, running_server
 
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Factory: `start_server(store, name, **env)` -> a ready server; all are stopped at the end."""
-    started: list[ServerProcess] = []
+    numbers = itertools.count()
+    with ExitStack() as servers:
 
-    def start(store: Path, name: str, *, ready: bool = True, **env: str) -> ServerProcess:
-        settings = {"MODEL_STORE_DIR": str(store), "MODEL_NAME": name, **env}
-        server = ServerProcess(settings, tmp_path / f"server-{len(started)}.log")
-        started.append(server)
-        if ready:
-            server.wait_until("/readyz", 200)
-        return server
+        def start(store: Path, name: str, **env: str) -> ServerProcess:
+            settings = {"MODEL_STORE_DIR": str(store), "MODEL_NAME": name, **env}
+            log = tmp_path / f"server-{next(numbers)}.log"
+            return servers.enter_context(running_server(settings, log))
 
-    yield start
-    for server in started:
-        server.stop()
+        yield start
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,17 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+@contextmanager
+def running_server(env: dict[str, str], log_path: Path) -> Iterator[ServerProcess]:
+    """A server that is ready on entry and stopped on exit."""
+    server = ServerProcess(env, log_path)
+    try:
+        server.wait_until("/readyz", 200)
+        yield server
+    finally:
+        server.stop()
 
 
 def predict_body(window: int = 40, start: float = 190.0) -> dict[str, list[float]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from reliability_harness import ServerProcess
+from reliability_harness import ServerProcess, running_server
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 EXPECTED: dict[str, dict[str, object]] = json.loads((CORPUS / "expected.json").read_text())
@@ -130,13 +130,9 @@ def corpus_server(
     tiny_store: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """One server with the shipped defaults (MAX_BODY_BYTES 16 MiB) for the whole corpus."""
-    log = tmp_path_factory.mktemp("corpus") / "server.log"
-    server = ServerProcess({"MODEL_STORE_DIR": str(tiny_store), "MODEL_NAME": "tiny"}, log)
-    try:
-        server.wait_until("/readyz", 200)
+    env = {"MODEL_STORE_DIR": str(tiny_store), "MODEL_NAME": "tiny"}
+    with running_server(env, tmp_path_factory.mktemp("corpus") / "server.log") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from reliability_harness import ServerProcess
+from reliability_harness import ServerProcess, running_server
 from schemathesis import Case
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.config import SchemathesisConfig
@@ -41,15 +41,9 @@ def fuzz_server(
     tiny_store: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """One server for the whole module, with admin on so the admin operations are fuzzed too."""
-    log = tmp_path_factory.mktemp("fuzz") / "server.log"
-    server = ServerProcess(
-        {"MODEL_STORE_DIR": str(tiny_store), "MODEL_NAME": "tiny", "ADMIN_TOKEN": ADMIN_TOKEN}, log
-    )
-    try:
-        server.wait_until("/readyz", 200)
+    env = {"MODEL_STORE_DIR": str(tiny_store), "MODEL_NAME": "tiny", "ADMIN_TOKEN": ADMIN_TOKEN}
+    with running_server(env, tmp_path_factory.mktemp("fuzz") / "server.log") as server:
         yield server
-    finally:
-        server.stop()
     assert "Traceback" not in server.log_text(), server.log_text()[-3000:]
 
 

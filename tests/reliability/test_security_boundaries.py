@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reliability_harness import REPO_ROOT, ServerProcess, free_port
+from reliability_harness import REPO_ROOT, ServerProcess, free_port, running_server
 
 from model_store import InvalidNameError, InvalidVersionError, ManifestError, ModelStore
 
@@ -27,12 +27,10 @@ pytestmark = pytest.mark.slow
 
 def server_with(env: dict[str, str], store: Path, log: Path) -> Iterator[ServerProcess]:
     """A ready server on the read-only tiny store (nothing here writes to the store)."""
-    server = ServerProcess({"MODEL_STORE_DIR": str(store), "MODEL_NAME": "tiny", **env}, log)
-    try:
-        server.wait_until("/readyz", 200)
+    with running_server(
+        {"MODEL_STORE_DIR": str(store), "MODEL_NAME": "tiny", **env}, log
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
