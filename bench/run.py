@@ -24,7 +24,13 @@ import numpy as np
 
 from bench import load
 from bench.server import REPO_ROOT, Server
-from model_store import ModelStore, parse_price_csv, prediction_windows, sliding_windows
+from model_store import (
+    ModelStore,
+    SeriesError,
+    parse_price_csv,
+    prediction_windows,
+    sliding_windows,
+)
 
 DEFAULT_DATA = Path(
     os.environ.get("SHARED_DATA_DIR", REPO_ROOT / ".." / "shared" / "data")
@@ -387,6 +393,7 @@ def write_results(
     workers: BackendResult | None,
     max_diff: float,
     load_averages: tuple[float, float],
+    commit: str,
 ) -> str:
     """bench/RESULTS.md: machine, date, commit, method, the table and the worker scaling."""
     info = machine()
@@ -398,7 +405,7 @@ def write_results(
         "Written by `make bench` (bench/run.py); do not edit by hand, rerun it.",
         "",
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- commit: {git_commit()}",
+        f"- commit: {commit}",
         f"- machine: {info['cpu']}, {info['memory']} RAM; {info['os']}",
         f"- versions: {info['versions']}",
         f"- bundle: `{args.name}` version `{args.version}` from the store `{args.store_label}`",
@@ -512,10 +519,15 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
-    work = build_workload(args.data, bundle.window)
+    try:
+        work = build_workload(args.data, bundle.window)
+    except (OSError, SeriesError) as exc:
+        print(f"bench: cannot read the FB CSVs in {args.data}: {exc}", file=sys.stderr)
+        return 2
     log(f"bundle {args.name} v{args.version}; data from {args.data}")
 
     load_at_start = os.getloadavg()[0]
+    commit = git_commit()  # before the run: what was measured, whatever lands meanwhile
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         scratch = Path(folder)
         results = {
@@ -545,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=workers,
             max_diff=max_diff,
             load_averages=(load_at_start, os.getloadavg()[0]),
+            commit=commit,
         )
         print(f"wrote {args.output}")
     return 0 if max_diff <= PARITY_TOLERANCE else 1
