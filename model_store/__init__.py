@@ -3,7 +3,12 @@
 numpy only: importing this package never imports TensorFlow, ONNX Runtime or pandas.
 """
 
-from model_store.encoding import MinMaxEncoding, WindowEncoding, encoding_from_json
+from model_store.encoding import (
+    MinMaxEncoding,
+    RelativeEncoding,
+    WindowEncoding,
+    encoding_from_json,
+)
 from model_store.errors import (
     IntegrityError,
     InvalidNameError,
@@ -15,15 +20,19 @@ from model_store.errors import (
     StoreNotFoundError,
     VersionNotFoundError,
 )
+from model_store.intervals import DEFAULT_LEVEL, LEVELS, Intervals, conformal_quantiles
 from model_store.series import PriceSeries, parse_price_csv, validate_closes
 from model_store.store import LATEST, MANIFEST, Bundle, ModelStore, parse_version, validate_name
 from model_store.windows import prediction_windows, sliding_windows
 
 __all__ = [
+    "DEFAULT_LEVEL",
     "LATEST",
+    "LEVELS",
     "MANIFEST",
     "Bundle",
     "IntegrityError",
+    "Intervals",
     "InvalidNameError",
     "InvalidVersionError",
     "ManifestError",
@@ -32,10 +41,12 @@ __all__ = [
     "ModelStore",
     "ModelStoreError",
     "PriceSeries",
+    "RelativeEncoding",
     "SeriesError",
     "StoreNotFoundError",
     "VersionNotFoundError",
     "WindowEncoding",
+    "conformal_quantiles",
     "encoding_from_json",
     "parse_price_csv",
     "parse_version",

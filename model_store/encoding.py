@@ -89,6 +89,36 @@ class MinMaxEncoding:
         }
 
 
+@dataclass(frozen=True)
+class RelativeEncoding:
+    """Scale-free: each window is divided by its own last close, and the model predicts the
+    next close's change relative to that close (in units of `1 / factor`, percent by default).
+
+    The same weights serve any price level or ticker and nothing saturates outside a range.
+    """
+
+    factor: float = 100.0
+    kind: str = "relative"
+
+    def encode(self, windows: np.ndarray) -> np.ndarray:
+        windows = np.asarray(windows, dtype=np.float64)
+        relative: np.ndarray = (windows / windows[:, -1:] - 1.0) * self.factor
+        return relative.astype(np.float32)[..., np.newaxis]
+
+    def encode_targets(self, targets: np.ndarray, windows: np.ndarray) -> np.ndarray:
+        last = np.asarray(windows, dtype=np.float64)[:, -1]
+        return (np.asarray(targets, dtype=np.float64) / last - 1.0) * self.factor
+
+    def decode(self, outputs: np.ndarray, windows: np.ndarray) -> np.ndarray:
+        last = np.asarray(windows, dtype=np.float64)[:, -1]
+        change = np.asarray(outputs, dtype=np.float64).reshape(-1) / self.factor
+        closes: np.ndarray = last * (1.0 + change)
+        return closes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "factor": self.factor}
+
+
 def encoding_from_json(spec: Any) -> WindowEncoding:
     """Rebuild the encoding stored under the manifest's `scaler` key."""
     if not isinstance(spec, dict):
@@ -104,10 +134,20 @@ def encoding_from_json(spec: Any) -> WindowEncoding:
                 min=float(spec["min"]),
                 feature_range=(low, high),
             )
-        else:
-            raise ManifestError(f"unknown scaler kind {kind!r}")
+            if (
+                not np.isfinite(encoding.scale)
+                or encoding.scale == 0.0
+                or not np.isfinite(encoding.min)
+            ):
+                raise ManifestError("manifest field 'scaler' has a non-finite or zero scale")
+            return encoding
+        if kind == "relative":
+            factor = float(spec["factor"])
+            if not np.isfinite(factor) or factor <= 0.0:
+                raise ManifestError(
+                    "manifest field 'scaler' has a non-finite or non-positive factor"
+                )
+            return RelativeEncoding(factor=factor)
     except (KeyError, TypeError, ValueError) as exc:
         raise ManifestError(f"manifest field 'scaler' is malformed: {exc}") from exc
-    if not np.isfinite(encoding.scale) or encoding.scale == 0.0 or not np.isfinite(encoding.min):
-        raise ManifestError("manifest field 'scaler' has a non-finite or zero scale")
-    return encoding
+    raise ManifestError(f"unknown scaler kind {kind!r}")

@@ -32,6 +32,7 @@ from model_store.errors import (
     StoreNotFoundError,
     VersionNotFoundError,
 )
+from model_store.intervals import Intervals
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -136,6 +137,12 @@ class Bundle:
     @property
     def encoding(self) -> WindowEncoding:
         return encoding_from_json(self.manifest["scaler"])
+
+    @property
+    def intervals(self) -> Intervals | None:
+        """Calibrated prediction intervals, or None for a bundle trained without them."""
+        spec = self.manifest.get("intervals")
+        return None if spec is None else Intervals.from_json(spec)
 
     @property
     def context_dates(self) -> np.ndarray:
