@@ -11,11 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from model_store import PriceSeries, SeriesError, prediction_windows
+from model_store import DEFAULT_LEVEL, Intervals, PriceSeries, SeriesError, prediction_windows
 
 # A CSV "starts right after" the context when at most this many weekdays lie between the
 # context's last date and the CSV's first (exchange holidays such as New Year's Day).
 MAX_MISSING_WEEKDAYS = 2
+# ...and when its first close is within this share of the context's last close: a bigger jump
+# overnight means another ticker or price level, whose first rows must not be predicted from
+# the training closes.
+MAX_CONTEXT_JUMP = 0.25
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class ForecastResult:
     points: list[dict[str, Any]]
     metrics: dict[str, Any]
     horizon: list[dict[str, Any]]
+    history: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -52,6 +57,31 @@ def follows_context(context: Context, first_date: np.datetime64) -> bool:
     return missing <= MAX_MISSING_WEEKDAYS
 
 
+def _context_prefix(
+    context: Context | None, series: PriceSeries, window: int, warnings: list[str]
+) -> np.ndarray:
+    """The context's last `window` closes when the series continues it, else nothing; says why
+    in `warnings` either way."""
+    if context is None or not follows_context(context, series.dates[0]):
+        return np.empty(0)
+    last_close, first_close = float(context.closes[-1]), float(series.values[0])
+    if abs(first_close / last_close - 1.0) > MAX_CONTEXT_JUMP:
+        warnings.append(
+            f"the CSV starts right after the model's context (which ends {context.dates[-1]}), "
+            f"but its first {series.column} ({first_close:.2f}) is not within "
+            f"{MAX_CONTEXT_JUMP:.0%} of the context's last close ({last_close:.2f}): another "
+            f"ticker or price level, so its first {window} rows are not predicted"
+        )
+        return np.empty(0)
+    prefix = context.closes[-window:]
+    used = min(len(prefix), len(series))
+    warnings.append(
+        f"the first {used} row{'' if used == 1 else 's'} predicted from the model's context: its "
+        f"last {len(prefix)} training closes ({context.dates[-len(prefix)]}..{context.dates[-1]})"
+    )
+    return prefix
+
+
 def _errors(predicted: np.ndarray, actual: np.ndarray) -> tuple[float, float, float]:
     error = predicted - actual
     rmse = float(np.sqrt(np.mean(error**2)))
@@ -60,12 +90,24 @@ def _errors(predicted: np.ndarray, actual: np.ndarray) -> tuple[float, float, fl
     return rmse, mae, mape
 
 
-def _metrics(predicted: np.ndarray, persistence: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
+def _metrics(
+    predicted: np.ndarray,
+    persistence: np.ndarray,
+    actual: np.ndarray,
+    bounds: tuple[np.ndarray, np.ndarray] | None,
+) -> dict[str, Any]:
     if len(actual) == 0:
-        keys = ("rmse", "mae", "mape", "persistence_rmse", "persistence_mae", "persistence_mape")
+        keys = (
+            "rmse", "mae", "mape", "persistence_rmse", "persistence_mae", "persistence_mape",
+            "coverage",
+        )  # fmt: skip
         return {"points": 0, **dict.fromkeys(keys)}
     rmse, mae, mape = _errors(predicted, actual)
     p_rmse, p_mae, p_mape = _errors(persistence, actual)
+    coverage = None
+    if bounds is not None:
+        lower, upper = bounds
+        coverage = float(np.mean((lower <= actual) & (actual <= upper)))
     return {
         "points": len(actual),
         "rmse": rmse,
@@ -74,7 +116,17 @@ def _metrics(predicted: np.ndarray, persistence: np.ndarray, actual: np.ndarray)
         "persistence_rmse": p_rmse,
         "persistence_mae": p_mae,
         "persistence_mape": p_mape,
+        "coverage": coverage,
     }
+
+
+def _bound_lists(
+    bounds: tuple[np.ndarray, np.ndarray] | None, count: int
+) -> tuple[list[float | None], list[float | None]]:
+    """Plain floats for the response, or `None`s when the bundle has no intervals."""
+    if bounds is None:
+        return [None] * count, [None] * count
+    return bounds[0].tolist(), bounds[1].tolist()
 
 
 def _plural(count: int, word: str) -> str:
@@ -113,22 +165,20 @@ def forecast_series(
     context: Context | None,
     horizon: int = 0,
     training_range: tuple[float, float] | None = None,
+    intervals: Intervals | None = None,
+    level: int = DEFAULT_LEVEL,
 ) -> ForecastResult:
     """One-step predictions for every row with `window` known closes before it, in one batched
     call, then `horizon` business days past the last row, each fed the predictions before it.
 
     `context` (the bundle's last training closes, only for the bundle's own feature) is put in
-    front when the series starts right after it. Raises SeriesError when nothing is predictable.
+    front when the series starts right after it at a similar price. With `intervals`, every
+    prediction gets `level`% bounds: a point's around its window's last close, horizon day k's
+    around the last actual close, widened for k steps. Raises SeriesError when nothing is
+    predictable.
     """
     warnings = list(series.warnings)
-    prefix = np.empty(0)
-    if context is not None and follows_context(context, series.dates[0]):
-        prefix = context.closes[-window:]
-        used = min(len(prefix), len(series))
-        warnings.append(
-            f"the first {used} row{'' if used == 1 else 's'} predicted from the model's context: its last "
-            f"{len(prefix)} training closes ({context.dates[-len(prefix)]}..{context.dates[-1]})"
-        )
+    prefix = _context_prefix(context, series, window, warnings)
     closes = np.concatenate([prefix, series.values])
     if len(closes) < window + 1 and (horizon == 0 or len(closes) < window):
         after = (
@@ -146,27 +196,44 @@ def forecast_series(
     count = len(windows) - 1
     actual = closes[window:]
     persistence = windows[:count, -1]
-    dates = series.dates[window - len(prefix) :]
+    first_point = window - len(prefix)  # the series rows before it have no prediction
+    history = [
+        {"date": str(day), "actual": float(a)}
+        for day, a in zip(series.dates[:first_point], series.values[:first_point], strict=True)
+    ]
+    point_bounds = (
+        None if intervals is None else intervals.bounds(predicted[:count], persistence, level)
+    )
+    lowers, uppers = _bound_lists(point_bounds, count)
     points = [
-        {"date": str(day), "actual": float(a), "predicted": float(p)}
-        for day, a, p in zip(dates, actual, predicted[:count], strict=True)
+        {"date": str(day), "actual": float(a), "predicted": float(p), "lower": lo, "upper": up}
+        for day, a, p, lo, up in zip(
+            series.dates[first_point:], actual, predicted[:count], lowers, uppers, strict=True
+        )
     ]
 
     steps: list[float] = []
     if horizon:
         steps.append(float(predicted[-1]))
-        history = closes[-window:]
+        recent = closes[-window:]
         while len(steps) < horizon:
-            history = np.append(history[1:], steps[-1])
-            steps.append(float(predict(history[np.newaxis, :])[0]))
+            recent = np.append(recent[1:], steps[-1])
+            steps.append(float(predict(recent[np.newaxis, :])[0]))
         warnings.append(
             "horizon points are predicted from earlier predictions, so their error compounds"
         )
+    horizon_bounds = (
+        None
+        if intervals is None
+        else intervals.bounds(np.array(steps), closes[-1], level, np.arange(1, horizon + 1))
+    )
+    lowers, uppers = _bound_lists(horizon_bounds, horizon)
     future = [
-        {"date": str(day), "predicted": value}
-        for day, value in zip(horizon_dates(series.dates[-1], horizon), steps, strict=True)
+        {"date": str(day), "predicted": value, "lower": lo, "upper": up}
+        for day, value, lo, up in zip(
+            horizon_dates(series.dates[-1], horizon), steps, lowers, uppers, strict=True
+        )
     ]
     warnings.extend(range_warnings(series.values, training_range))
-    return ForecastResult(
-        points, _metrics(predicted[:count], persistence, actual), future, warnings
-    )
+    metrics = _metrics(predicted[:count], persistence, actual, point_bounds)
+    return ForecastResult(points, metrics, future, history, warnings)

@@ -19,7 +19,7 @@ from app.errors import install_error_handlers
 from app.metrics import RequestMetricsMiddleware, ServiceMetrics
 from app.registry import ModelRegistry
 from app.routers import admin, dashboard, forecast, health, models, predict
-from app.settings import Settings
+from app.settings import Settings, settings_from_environment
 
 DESCRIPTION = """
 Predicts the next daily close of a stock from the 40 closes before it, with an LSTM trained
@@ -40,8 +40,9 @@ def _configure_logging(level: str) -> None:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app around `settings` (default: from the environment)."""
-    settings = settings or Settings()
+    """Build the app around `settings` (default: from the environment; an invalid variable exits
+    with one line naming it)."""
+    settings = settings or settings_from_environment()
     _configure_logging(settings.log_level)
     metrics = ServiceMetrics()
     registry = ModelRegistry(settings, metrics)

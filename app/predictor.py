@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 from app.errors import InvalidInputError
-from model_store import Bundle, WindowEncoding
+from model_store import Bundle, Intervals, WindowEncoding
 
 ONNX_FILE = "model.onnx"
 KERAS_FILE = "model.keras"
@@ -113,6 +113,8 @@ class Predictor:
         self.bundle = bundle
         self.runtime = runtime
         self.encoding: WindowEncoding = bundle.encoding
+        # Parsed once here: requests only look the level's width up.
+        self.intervals: Intervals | None = bundle.intervals
         self.window = bundle.window
 
     @property

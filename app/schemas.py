@@ -4,10 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from model_store import LEVELS
 
 MAX_BATCH_WINDOWS = 10_000
 MAX_HORIZON = 60
+
+# The `level` query parameter of /predict and /forecast.
+LevelQuery = Annotated[
+    int,
+    Query(
+        ge=min(LEVELS),
+        le=max(LEVELS),
+        description=(
+            f"Coverage of the prediction intervals, a whole percent from {min(LEVELS)} to "
+            f"{max(LEVELS)}. Bounds are null when the served bundle has no intervals."
+        ),
+    ),
+]
+
+_BOUND_NOTE = "null when the served bundle has no calibrated intervals"
 
 # strict: a string such as "209.5" or a bool is refused rather than coerced.
 Close = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
@@ -59,17 +77,38 @@ PREDICT_EXAMPLES: dict[str, Any] = {
 
 
 class PredictResponse(BaseModel):
-    """The close predicted for the day after the window."""
+    """The close predicted for the day after the window, with its `level`% interval."""
 
     next_close: float = Field(examples=[205.9])
+    lower: float | None = Field(
+        examples=[199.6], description=f"Interval's lower bound; {_BOUND_NOTE}."
+    )
+    upper: float | None = Field(
+        examples=[212.2], description=f"Interval's upper bound; {_BOUND_NOTE}."
+    )
+    level: int = Field(examples=[95], description="Coverage of the interval, percent.")
     model: ModelRef
 
 
 class BatchPredictResponse(BaseModel):
-    """One predicted next close per window, in request order."""
+    """One predicted next close per window, in request order, with `level`% intervals."""
 
     predictions: list[float] = Field(examples=[[205.9, 206.8]])
+    lower: list[float] | None = Field(
+        examples=[[199.6, 200.5]], description=f"One lower bound per window; {_BOUND_NOTE}."
+    )
+    upper: list[float] | None = Field(
+        examples=[[212.2, 213.1]], description=f"One upper bound per window; {_BOUND_NOTE}."
+    )
+    level: int = Field(examples=[95], description="Coverage of the intervals, percent.")
     model: ModelRef
+
+
+class HistoryPoint(BaseModel):
+    """A CSV row with no prediction: one of the closes the first predictions are made from."""
+
+    date: str = Field(examples=["2019-11-04"])
+    actual: float = Field(examples=[193.62])
 
 
 class ForecastPoint(BaseModel):
@@ -78,13 +117,18 @@ class ForecastPoint(BaseModel):
     date: str = Field(examples=["2020-01-02"])
     actual: float = Field(examples=[209.78])
     predicted: float = Field(examples=[207.1])
+    lower: float | None = Field(examples=[200.8], description=f"Lower bound; {_BOUND_NOTE}.")
+    upper: float | None = Field(examples=[213.4], description=f"Upper bound; {_BOUND_NOTE}.")
 
 
 class HorizonPoint(BaseModel):
-    """A business day after the CSV, predicted recursively from earlier predictions."""
+    """A business day after the CSV, predicted recursively from earlier predictions; day k's
+    interval is widened by sqrt(k)."""
 
     date: str = Field(examples=["2020-02-03"])
     predicted: float = Field(examples=[203.4])
+    lower: float | None = Field(examples=[197.1], description=f"Lower bound; {_BOUND_NOTE}.")
+    upper: float | None = Field(examples=[209.7], description=f"Upper bound; {_BOUND_NOTE}.")
 
 
 class ForecastMetrics(BaseModel):
@@ -98,6 +142,10 @@ class ForecastMetrics(BaseModel):
     persistence_rmse: float | None
     persistence_mae: float | None
     persistence_mape: float | None
+    coverage: float | None = Field(
+        description="Share of points whose actual close lies within [lower, upper]; "
+        "null without intervals or points."
+    )
 
 
 class ForecastResponse(BaseModel):
@@ -105,6 +153,11 @@ class ForecastResponse(BaseModel):
 
     model: ModelRef
     column: str = Field(examples=["Close"])
+    level: int = Field(examples=[95], description="Coverage of every interval, percent.")
+    history: list[HistoryPoint] = Field(
+        description="The CSV rows before the first point (no prediction: the first windows' "
+        "closes); empty when the model's context predicts the first rows."
+    )
     points: list[ForecastPoint]
     metrics: ForecastMetrics
     horizon: list[HorizonPoint]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model_store import ModelStoreError, parse_version, validate_name
@@ -86,3 +86,24 @@ class Settings(BaseSettings):
         """The pinned version number, or None when following `latest`."""
         version = parse_version(self.model_version)
         return version if isinstance(version, int) else None
+
+
+def _env_error(error: Any) -> str:
+    variable = ".".join(str(part) for part in error["loc"]).upper()
+    message = str(error["msg"]).removeprefix("Value error, ")
+    # The token's value must never reach a log, and the validators' own messages already
+    # quote the name and version they refuse.
+    if variable == "ADMIN_TOKEN" or repr(error["input"])[:60] in message:
+        return f"{variable}: {message}"
+    return f"{variable}={repr(error['input'])[:60]}: {message}"
+
+
+def settings_from_environment() -> Settings:
+    """Settings from the environment. An invalid value ends the process with one line naming
+    the variable (a SystemExit, not pydantic's multi-line traceback under uvicorn)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [_env_error(error) for error in exc.errors()]
+        plural = "s" if len(problems) > 1 else ""
+        raise SystemExit(f"invalid setting{plural}: {'; '.join(problems)}") from None

@@ -12,8 +12,8 @@ from app.dependencies import MetricsDep, PredictorDep, SettingsDep, media_type
 from app.errors import ApiError, UnsupportedMediaTypeError
 from app.forecast import Context, ForecastResult, forecast_series
 from app.predictor import Predictor
-from app.schemas import MAX_HORIZON, ErrorResponse, ForecastResponse, ModelRef
-from model_store import MinMaxEncoding, parse_price_csv
+from app.schemas import MAX_HORIZON, ErrorResponse, ForecastResponse, LevelQuery, ModelRef
+from model_store import DEFAULT_LEVEL, MinMaxEncoding, parse_price_csv
 
 router = APIRouter(tags=["forecast"])
 
@@ -70,7 +70,11 @@ async def read_csv_body(request: Request, max_bytes: int) -> bytes | str:
 
 
 def run_forecast(
-    data: bytes | str, predictor: Predictor, column: str | None, horizon: int
+    data: bytes | str,
+    predictor: Predictor,
+    column: str | None,
+    horizon: int,
+    level: int,
 ) -> tuple[str, ForecastResult]:
     """Parse the CSV and forecast it with the served predictor (CPU-bound: runs off the loop)."""
     column = column or predictor.bundle.feature
@@ -79,11 +83,19 @@ def run_forecast(
     own_feature = series.column.lower() == bundle.feature.lower()
     context = Context(bundle.context_dates, bundle.context_closes) if own_feature else None
     encoding = predictor.encoding
+    # Only a MinMax model saturates outside a range; a relative one has none.
     training_range = (
         (encoding.data_min, encoding.data_max) if isinstance(encoding, MinMaxEncoding) else None
     )
     result = forecast_series(
-        series, predictor.predict, predictor.window, context, horizon, training_range
+        series,
+        predictor.predict,
+        predictor.window,
+        context,
+        horizon,
+        training_range,
+        predictor.intervals,
+        level,
     )
     return series.column, result
 
@@ -112,6 +124,7 @@ async def forecast(
     horizon: Annotated[
         int, Query(ge=0, le=MAX_HORIZON, description="Business days to forecast past the CSV.")
     ] = 0,
+    level: LevelQuery = DEFAULT_LEVEL,
 ) -> ForecastResponse:
     """Predict every CSV row whose `window` prior closes are known (one batched call), compare
     with the actual closes, and optionally extend `horizon` business days past the last row.
@@ -119,14 +132,19 @@ async def forecast(
     The CSV is a Yahoo Finance daily export: `Date` plus the price column (header
     case-insensitive, other columns ignored, any date order, CRLF/BOM fine, `null` rows skipped
     with a warning). A CSV that starts right after the model's training data (e.g. the month
-    after) is predicted from the model's own last training closes."""
+    after) at a similar price (first close within 25% of the last training close) is predicted
+    from the model's own last training closes; otherwise its first `window` rows come back as
+    `history`. Every prediction has a `level`% interval (null without intervals) and
+    `metrics.coverage` is the share of actual closes inside their point's interval."""
     data = await read_csv_body(request, settings.max_body_bytes)
-    name, result = await to_thread.run_sync(run_forecast, data, predictor, column, horizon)
+    name, result = await to_thread.run_sync(run_forecast, data, predictor, column, horizon, level)
     metrics.predictions.labels("forecast").inc(result.predictions_made)
     return ForecastResponse.model_validate(
         {
             "model": ModelRef(name=predictor.name, version=predictor.version),
             "column": name,
+            "level": level,
+            "history": result.history,
             "points": result.points,
             "metrics": result.metrics,
             "horizon": result.horizon,

@@ -10,14 +10,17 @@ from fastapi import APIRouter, Body, Depends
 
 from app.dependencies import BatcherDep, MetricsDep, PredictorDep, require_json
 from app.errors import InvalidInputError
+from app.predictor import Predictor
 from app.schemas import (
     PREDICT_EXAMPLES,
     BatchPredictResponse,
     ErrorResponse,
+    LevelQuery,
     ModelRef,
     PredictRequest,
     PredictResponse,
 )
+from model_store import DEFAULT_LEVEL
 
 router = APIRouter(tags=["predict"])
 
@@ -25,6 +28,31 @@ router = APIRouter(tags=["predict"])
 # cost more than the call (~0.1 ms a window). Bigger batches run in a worker thread so they never
 # stall the loop; single windows are batched across concurrent requests (app/batching.py).
 INLINE_WINDOWS = 64
+
+
+def interval_bounds(
+    predictor: Predictor, closes: np.ndarray, windows: np.ndarray, level: int
+) -> tuple[list[float] | None, list[float] | None]:
+    """`level`% bounds around each window's predicted close (one vectorised step after the
+    prediction, so batching is untouched), or `(None, None)` for a bundle without intervals."""
+    if predictor.intervals is None:
+        return None, None
+    lower, upper = predictor.intervals.bounds(closes, windows[:, -1], level)
+    return lower.tolist(), upper.tolist()
+
+
+def single_response(
+    predictor: Predictor, closes: np.ndarray, windows: np.ndarray, level: int, model: ModelRef
+) -> PredictResponse:
+    """The answer for one window: its predicted close and interval."""
+    lower, upper = interval_bounds(predictor, closes, windows, level)
+    return PredictResponse(
+        next_close=float(closes[0]),
+        lower=None if lower is None else lower[0],
+        upper=None if upper is None else upper[0],
+        level=level,
+        model=model,
+    )
 
 
 @router.post(
@@ -43,10 +71,12 @@ async def predict(
     predictor: PredictorDep,
     metrics: MetricsDep,
     batcher: BatcherDep,
+    level: LevelQuery = DEFAULT_LEVEL,
 ) -> PredictResponse | BatchPredictResponse:
     """Predict the next close after `closes` (one window), or after each of `windows` (a batch,
     one batched model call). Every window holds the served bundle's window length of finite,
-    positive closes, oldest first."""
+    positive closes, oldest first. Each prediction comes with its `level`% interval
+    (`lower`, `upper`: split-conformal, calibrated by training; null without intervals)."""
     single = body.closes is not None
     windows = [body.closes] if body.closes is not None else body.windows or []
     for index, window in enumerate(windows):
@@ -65,18 +95,24 @@ async def predict(
             )
     model = ModelRef(name=predictor.name, version=predictor.version)
     if not windows:
-        return BatchPredictResponse(predictions=[], model=model)
+        empty: list[float] | None = None if predictor.intervals is None else []
+        return BatchPredictResponse(
+            predictions=[], lower=empty, upper=empty, level=level, model=model
+        )
     array = np.array(windows, dtype=np.float64)
     inline = predictor.runtime.inline
     if single and inline:
         next_close = await batcher.predict(predictor, array[0])
         metrics.predictions.labels("predict").inc()
-        return PredictResponse(next_close=next_close, model=model)
+        return single_response(predictor, np.array([next_close]), array, level, model)
     if inline and len(array) <= INLINE_WINDOWS:
         closes = predictor.predict(array)
     else:
         closes = await to_thread.run_sync(predictor.predict, array)
     metrics.predictions.labels("predict").inc(len(closes))
     if single:
-        return PredictResponse(next_close=float(closes[0]), model=model)
-    return BatchPredictResponse(predictions=closes.tolist(), model=model)
+        return single_response(predictor, closes, array, level, model)
+    lower, upper = interval_bounds(predictor, closes, array, level)
+    return BatchPredictResponse(
+        predictions=closes.tolist(), lower=lower, upper=upper, level=level, model=model
+    )
