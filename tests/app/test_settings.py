@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +81,38 @@ def test_bad_values_fail_with_the_variable_named(
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError, match=message):
         Settings()
+
+
+def test_uvicorn_with_invalid_settings_exits_with_one_line_naming_the_variables() -> None:
+    # A real `uvicorn app.main:app`, as `make run` and the container start it.
+    env = {**os.environ, "MODEL_NAME": "../x", "MODEL_VERSION": "abc", "ADMIN_TOKEN": "s3cret"}
+    result = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--port", "0"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "invalid settings: MODEL_NAME: invalid model name '../x': use 1-64 letters, digits, '.', "
+        "'_' or '-', starting with a letter or digit; MODEL_VERSION: invalid version 'abc': use "
+        "'latest' or a positive integer"
+    ]
+
+
+def test_an_invalid_literal_setting_names_its_variable_and_value() -> None:
+    env = {**os.environ, "PREDICTOR_BACKEND": "torch"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import app.main"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "invalid setting: PREDICTOR_BACKEND='torch': Input should be 'onnx' or 'keras'"
+    )
