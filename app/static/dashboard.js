@@ -22,10 +22,13 @@ class ApiError extends Error {
 
 const $ = (selector) => document.querySelector(selector);
 
+// The API's default interval level (percent), used when an answer does not say.
+const DEFAULT_LEVEL = 95;
+
 const state = {
   apiBase: "",
   manifest: null,
-  // The CSV behind the chart: re-sent when the horizon changes.
+  // The CSV behind the chart: re-sent when the horizon or the level changes.
   source: null,
   // Only the newest forecast request may draw, so a slow demo cannot overwrite an upload.
   forecastSeq: 0,
@@ -221,7 +224,7 @@ function renderChart(view) {
       mode: "lines",
       line: { color: COLORS.actual, width: 1.5 },
     },
-    ...bandTraces(view.predicted, "predicted", "Predicted interval", COLORS.predictedBand),
+    ...bandTraces(view.predicted, "predicted", `${view.level}% prediction interval`, COLORS.predictedBand),
     {
       uid: "predicted",
       name: `Predicted (from the ${view.window} actual closes before each day)`,
@@ -248,7 +251,7 @@ function renderChart(view) {
       });
     }
     traces.push(
-      ...bandTraces(view.horizon, "horizon", "Horizon interval", COLORS.horizonBand),
+      ...bandTraces(view.horizon, "horizon", `${view.level}% horizon interval`, COLORS.horizonBand),
       {
         uid: "horizon",
         name: `Horizon: ${view.horizon.x.length} days past the data (fed its own predictions)`,
@@ -288,6 +291,8 @@ function renderChart(view) {
   chart.dataset.source = view.source;
   chart.dataset.points = String(view.predicted.x.length);
   chart.dataset.horizon = String(view.horizon.x.length);
+  chart.dataset.level = String(view.level);
+  chart.dataset.bands = String(Boolean(view.predicted.lower));
 }
 
 /** The training tail the manifest carries (`context`, if the API sends it): the demo's history. */
@@ -321,6 +326,8 @@ function demoView(manifest) {
     source: "demo",
     feature: manifest.feature,
     window: manifest.window,
+    // Training stores the test month's bounds at one level (95 %); /forecast redraws at the chosen one.
+    level: evaluation.level || DEFAULT_LEVEL,
     caption: demoCaption(manifest),
     actual: { x: known.dates, y: known.closes },
     predicted: series(points, "predicted"),
@@ -352,11 +359,12 @@ function demoCsv(manifest) {
   return new Blob([lines.join("\n") + "\n"], { type: "text/csv" });
 }
 
-/** Chart view of a /forecast answer; `source.history` is any earlier actual series to draw first. */
+/** Chart view of a /forecast answer: the CSV rows without a prediction (`history`, e.g. the
+ * first 40 of an upload) and the predicted rows make one actual line. */
 function forecastView(response, source) {
   const points = response.points || [];
   const metrics = response.metrics || {};
-  const actual = series(points, "actual");
+  const actual = series((response.history || []).concat(points), "actual");
   const predicted = series(points, "predicted");
   const model = response.model ? `${response.model.name} v${response.model.version}` : "the model";
   const size = state.manifest.window;
@@ -364,12 +372,13 @@ function forecastView(response, source) {
     source: source.kind === "demo" ? "demo" : `upload:${source.filename}`,
     feature: state.manifest.feature,
     window: size,
+    level: isNumber(response.level) ? response.level : DEFAULT_LEVEL,
     caption:
       source.kind === "demo"
         ? demoCaption(state.manifest)
         : `${source.filename}: ${predicted.x.length} days, each predicted by ${model} from the ` +
           `${size} actual closes before it.`,
-    actual: { x: source.history.x.concat(actual.x), y: source.history.y.concat(actual.y) },
+    actual: { x: actual.x, y: actual.y },
     predicted,
     horizon: series(response.horizon || [], "predicted"),
     metrics: {
@@ -380,7 +389,11 @@ function forecastView(response, source) {
         mape: metrics.persistence_mape,
       },
     },
-    metricsCaption: `Metrics of the chart above: ${predicted.x.length} predicted days`,
+    metricsCaption:
+      `Metrics of the chart above: ${predicted.x.length} predicted days` +
+      (isNumber(metrics.coverage)
+        ? `; ${(metrics.coverage * 100).toFixed(1)} % of them inside their ${response.level}% interval`
+        : ""),
     warnings: (response.warnings || []).map(String),
   };
 }
@@ -397,6 +410,7 @@ async function runForecast() {
   if (horizon !== "") {
     query.set("horizon", horizon);
   }
+  query.set("level", $("#level").value);
   const form = new FormData();
   form.append("file", source.blob, source.filename);
   const uploadError = $("#upload-error");
@@ -424,15 +438,10 @@ function showDemo() {
     return;
   }
   // Draw at once from the manifest, then let /forecast add the horizon continuation. /forecast
-  // predicts only the test month (the rows with 40 closes before them), so the training tail is
-  // kept as the history drawn before it.
+  // predicts only the test month (the rows with 40 closes before them) and sends the training
+  // tail back as `history`, drawn before it.
   renderChart(demoView(manifest));
-  state.source = {
-    kind: "demo",
-    blob: demoCsv(manifest),
-    filename: "demo.csv",
-    history: { x: trainingTail(manifest).dates, y: trainingTail(manifest).closes },
-  };
+  state.source = { kind: "demo", blob: demoCsv(manifest), filename: "demo.csv" };
   runForecast();
 }
 
@@ -440,7 +449,7 @@ function uploadFile(file) {
   if (!file) {
     return;
   }
-  state.source = { kind: "upload", blob: file, filename: file.name, history: { x: [], y: [] } };
+  state.source = { kind: "upload", blob: file, filename: file.name };
   $("#file-input").value = "";
   runForecast();
 }
@@ -469,13 +478,17 @@ async function predict(event) {
   result.textContent = "";
   clearError(errorBox);
   try {
-    const response = await callApi("predict", {
+    const response = await callApi(`predict?level=${encodeURIComponent($("#level").value)}`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ closes: parseCloses($("#closes").value) }),
     });
     const model = response.model ? ` (${response.model.name} v${response.model.version})` : "";
-    result.textContent = `Next close: ${dollars(response.next_close)}${model}`;
+    const interval =
+      isNumber(response.lower) && isNumber(response.upper)
+        ? `, ${response.level}% interval ${dollars(response.lower)} to ${dollars(response.upper)}`
+        : "";
+    result.textContent = `Next close: ${dollars(response.next_close)}${interval}${model}`;
     result.dataset.nextClose = String(response.next_close);
   } catch (err) {
     showError(errorBox, err);
@@ -507,6 +520,7 @@ async function main() {
   $("#api-docs").href = apiUrl("docs");
   $("#file-input").addEventListener("change", (event) => uploadFile(event.target.files[0]));
   $("#horizon").addEventListener("change", runForecast);
+  $("#level").addEventListener("change", runForecast);
   $("#demo-btn").addEventListener("click", showDemo);
   $("#predict-form").addEventListener("submit", predict);
   $("#closes").addEventListener("input", updateClosesCount);

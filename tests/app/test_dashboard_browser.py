@@ -301,7 +301,11 @@ def test_uploading_a_csv_redraws_the_chart_and_metrics(
     points = expected["points"]
     assert traces["predicted"]["x"] == [point["date"] for point in points]
     assert traces["predicted"]["y"] == pytest.approx([point["predicted"] for point in points])
-    assert traces["actual"]["x"] == [point["date"] for point in points]
+    # The actual line is the whole CSV: its first 40 rows (no prediction: `history`), then the rest.
+    history = expected["history"]
+    assert len(history) == 40 and history[0]["date"] == "2022-01-03"
+    assert traces["actual"]["x"] == [row["date"] for row in history + points]
+    assert traces["actual"]["y"] == pytest.approx([row["actual"] for row in history + points])
     assert traces["predicted"]["x"][0].startswith("2022-")
     assert traces["predicted"]["x"][-1].startswith("2023-05-")
     assert traces["horizon"]["x"] == [point["date"] for point in expected["horizon"]]
