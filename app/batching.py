@@ -9,6 +9,7 @@ request at concurrency 32 with this batching, and no change to single-request la
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import numpy as np
 
@@ -26,16 +27,25 @@ class MicroBatcher:
     (~3 ms of model time), so the loop is never blocked for long. Windows are grouped by predictor,
     so a hot swap mid-batch answers each request from the model it started with.
 
+    With `in_flight` (the number of HTTP requests being handled), a request that is alone is
+    predicted at once: a batch of one would only add the loop turn (~0.04 ms, a tenth of a
+    sequential request).
+
     Event-loop only: every method runs on the loop's thread, so no lock is needed.
     """
 
-    def __init__(self, max_batch: int = DEFAULT_MAX_BATCH):
+    def __init__(
+        self, max_batch: int = DEFAULT_MAX_BATCH, in_flight: Callable[[], int] | None = None
+    ):
         self.max_batch = max_batch
+        self._in_flight = in_flight
         self._pending: list[tuple[Predictor, np.ndarray, asyncio.Future[float]]] = []
         self._scheduled = False
 
     async def predict(self, predictor: Predictor, window: np.ndarray) -> float:
         """The next close after one window (shape `(window,)`), computed in a shared batch."""
+        if not self._pending and self._in_flight is not None and self._in_flight() <= 1:
+            return float(predictor.predict(window[np.newaxis, :])[0])
         loop = asyncio.get_running_loop()
         future: asyncio.Future[float] = loop.create_future()
         self._pending.append((predictor, window, future))

@@ -57,6 +57,14 @@ class ServiceMetrics:
             ["name"],
             registry=self.registry,
         )
+        # A plain int, read by the /predict batcher on every request; exported at scrape time.
+        self.in_flight = 0
+        self.in_flight_gauge = Gauge(
+            "http_requests_in_flight",
+            "HTTP requests being handled right now.",
+            registry=self.registry,
+        )
+        self.in_flight_gauge.set_function(lambda: self.in_flight)
 
 
 class RequestMetricsMiddleware:
@@ -72,6 +80,7 @@ class RequestMetricsMiddleware:
             return
         status: int | None = None
         started = time.perf_counter()
+        self.metrics.in_flight += 1
 
         async def send_with_status(message: Message) -> None:
             nonlocal status
@@ -85,6 +94,7 @@ class RequestMetricsMiddleware:
             status = status or 500
             raise
         finally:
+            self.metrics.in_flight -= 1
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]

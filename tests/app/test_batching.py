@@ -129,3 +129,34 @@ def test_single_predict_over_http_matches_the_batch_endpoint(
     np.testing.assert_allclose(
         [r.json()["next_close"] for r in singles], batch.json()["predictions"], rtol=0, atol=1e-4
     )
+
+
+def test_a_request_that_is_alone_is_predicted_at_once(tiny_bundle: Bundle) -> None:
+    """No other request in flight: no batch of one, no loop turn (the coroutine never waits)."""
+    runtime = RecordingRuntime(tiny_bundle)
+    predictor = Predictor(tiny_bundle, runtime)
+    window = windows_of(tiny_bundle, 1)[0]
+    coroutine = MicroBatcher(in_flight=lambda: 1).predict(predictor, window)
+
+    with pytest.raises(StopIteration) as finished:
+        coroutine.send(None)
+
+    assert finished.value.value == pytest.approx(float(predictor.predict(window[None, :])[0]))
+    assert runtime.calls[0] == 1
+
+
+def test_requests_in_flight_are_batched(tiny_bundle: Bundle) -> None:
+    runtime = RecordingRuntime(tiny_bundle)
+    predictor = Predictor(tiny_bundle, runtime)
+    batcher = MicroBatcher(in_flight=lambda: 8)
+
+    answers = asyncio.run(predict_concurrently(batcher, predictor, windows_of(tiny_bundle, 8)))
+
+    assert runtime.calls == [8]
+    assert all(isinstance(answer, float) for answer in answers)
+
+
+def test_metrics_count_the_requests_in_flight(client: TestClient) -> None:
+    text = client.get("/metrics").text
+    # The scrape itself is the one request being handled.
+    assert "\nhttp_requests_in_flight 1.0\n" in text
