@@ -170,6 +170,7 @@ def measure_backend(
 
         script = load.write_wrk_script(scratch, work.single)
         for _ in range(plan.wrk_runs[backend]):
+            cpu_before = server.cpu_seconds()
             wrk = load.run_wrk(
                 server.port,
                 "/predict",
@@ -178,6 +179,9 @@ def measure_backend(
                 duration_s=plan.wrk_seconds,
                 threads=plan.wrk_threads,
             )
+            if wrk.requests:
+                cpu_ms = (server.cpu_seconds() - cpu_before) * 1e3 / wrk.requests
+                result.add("cpu_per_request_ms", cpu_ms)
             result.add("wrk_rps", wrk.requests_per_s)
             result.add("wrk_errors", wrk.errors)
             result.add("wrk_p50_ms", wrk.p50_ms)
@@ -238,6 +242,7 @@ def measure_workers(
         script = load.write_wrk_script(scratch, work.single)
         load.run_wrk(server.port, "/predict", script, connections=8, duration_s=1, threads=1)
         result.add("rss_mb", server.rss_mb())
+        cpu_before = server.cpu_seconds()
         wrk = load.run_wrk(
             server.port,
             "/predict",
@@ -246,6 +251,10 @@ def measure_workers(
             duration_s=plan.wrk_seconds,
             threads=plan.wrk_threads,
         )
+        if wrk.requests:
+            result.add(
+                "cpu_per_request_ms", (server.cpu_seconds() - cpu_before) * 1e3 / wrk.requests
+            )
         result.add("wrk_rps", wrk.requests_per_s)
         result.add("wrk_errors", wrk.errors)
         result.add("wrk_p50_ms", wrk.p50_ms)
@@ -273,6 +282,7 @@ FIGURES = (
     Figure("wrk_errors", "wrk errors", "", True, 0.0, 0),
     Figure("wrk_p50_ms", "wrk latency p50", "ms", True, None, 2),
     Figure("wrk_p99_ms", "wrk latency p99", "ms", True, None, 2),
+    Figure("cpu_per_request_ms", "server CPU per request under wrk", "ms", True, None, 3),
     Figure("batch_ms", "1,000-window batch /predict", "ms", True, 100.0),
     Figure("forecast_ms", "/forecast of 1,258-row CSV", "ms", True, 150.0),
     Figure("inproc_p50_ms", "in-process predictor, 1 window, p50", "ms", True, None, 3),
@@ -465,14 +475,21 @@ def write_results(
         lines[lines.index("## Method") : lines.index("## Method")] = [
             f"## Both cores: `uvicorn --workers {args.workers}` (default backend)",
             "",
-            "| workers | throughput (req/s) | wrk p99 (ms) | errors | RSS, all processes (MB) |",
-            "| --- | --- | --- | --- | --- |",
+            "| workers | throughput (req/s) | wrk p99 (ms) | errors | server CPU per request (ms) "
+            "| RSS, all processes (MB) |",
+            "| --- | --- | --- | --- | --- | --- |",
             f"| 1 | {one:,.0f} | {onnx.median('wrk_p99_ms'):.2f} | "
-            f"{onnx.median('wrk_errors'):.0f} | {onnx.median('rss_mb'):.0f} |",
+            f"{onnx.median('wrk_errors'):.0f} | {onnx.median('cpu_per_request_ms'):.3f} | "
+            f"{onnx.median('rss_mb'):.0f} |",
             f"| {args.workers} | {many:,.0f} | {workers.median('wrk_p99_ms'):.2f} | "
-            f"{workers.median('wrk_errors'):.0f} | {workers.median('rss_mb'):.0f} |",
+            f"{workers.median('wrk_errors'):.0f} | {workers.median('cpu_per_request_ms'):.3f} | "
+            f"{workers.median('rss_mb'):.0f} |",
             "",
-            f"Scaling: {many / one:.2f}x with {args.workers} workers (one wrk run, same settings).",
+            f"Scaling: {many / one:.2f}x with {args.workers} workers (one wrk run, same settings). "
+            f"wrk runs on the same {os.cpu_count()} cores, so this is what the cores left to the "
+            "server allow; with the load generated elsewhere, the capacity is about "
+            "workers / (CPU per request): "
+            f"{args.workers / workers.median('cpu_per_request_ms') * 1e3:,.0f} req/s.",
             "",
         ]
     text = "\n".join(lines) + "\n"

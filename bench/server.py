@@ -128,6 +128,12 @@ class Server:
         pids = [self.process.pid, *_children(self.process.pid)]
         return sum(_vm_rss_kb(pid) for pid in pids) / 1024.0
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the server and all its worker processes."""
+        assert self.process is not None
+        pids = [self.process.pid, *_children(self.process.pid)]
+        return sum(_cpu_seconds(pid) for pid in pids)
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
@@ -156,6 +162,16 @@ def _vm_rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    # Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _children(pid: int) -> list[int]:
