@@ -21,7 +21,7 @@ from model_store import Bundle, ModelStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Fields ModelStore.publish fills in itself.
-_PUBLISH_FILLS = ("name", "version", "files", "format_version", "created_at")
+PUBLISH_FILLS = ("name", "version", "files", "format_version", "created_at")
 
 
 def app_settings(store: Path, **overrides: Any) -> Settings:
@@ -41,7 +41,7 @@ def app_settings(store: Path, **overrides: Any) -> Settings:
 
 def republish(source: Bundle, store: Path, name: str = "tiny", **changes: Any) -> Bundle:
     """Publish a copy of `source`'s files and manifest as the next version of `name`."""
-    manifest = {k: v for k, v in source.manifest.items() if k not in _PUBLISH_FILLS}
+    manifest = {k: v for k, v in source.manifest.items() if k not in PUBLISH_FILLS}
     manifest.update(changes)
     files = {filename: source.path / filename for filename in source.manifest["files"]}
     return ModelStore(store).publish(name, files, manifest)

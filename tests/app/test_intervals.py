@@ -2,8 +2,10 @@
 over a real app and real ONNX Runtime.
 
 The bundle with intervals is the tiny bundle republished with an `intervals` field calibrated
-(split-conformal, `model_store.conformal_quantiles`) on its own January residuals; the relative
-bundle is the same network republished with the scale-free encoding.
+(split-conformal, `model_store.conformal_quantiles`) on its own January residuals, so the expected
+bounds follow from numbers this file controls; the bundle without intervals is the tiny bundle
+republished without that field (as bundles trained before issue 8 are); the relative bundle is
+the same network republished with the scale-free encoding.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from model_store import Bundle, Intervals, conformal_quantiles, parse_price_csv
-from tests.app.support import app_settings, republish
+from model_store import Bundle, Intervals, ModelStore, conformal_quantiles, parse_price_csv
+from tests.app.support import PUBLISH_FILLS, app_settings, republish
 
 CSV = {"content-type": "text/csv"}
 
@@ -42,6 +44,19 @@ def intervals_bundle(tiny_bundle: Bundle, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="module")
 def with_intervals(intervals_bundle: Bundle) -> Iterator[TestClient]:
     with TestClient(create_app(app_settings(intervals_bundle.path.parent.parent))) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def without_intervals(
+    tiny_bundle: Bundle, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    store = tmp_path_factory.mktemp("plain-store")
+    skip = {*PUBLISH_FILLS, "intervals"}
+    manifest = {k: v for k, v in tiny_bundle.manifest.items() if k not in skip}
+    files = {name: tiny_bundle.path / name for name in tiny_bundle.manifest["files"]}
+    assert ModelStore(store).publish("tiny", files, manifest).intervals is None
+    with TestClient(create_app(app_settings(store))) as client:
         yield client
 
 
@@ -162,8 +177,9 @@ def test_forecast_points_and_horizon_carry_intervals_and_coverage(
 
 
 def test_a_bundle_without_intervals_answers_null_bounds(
-    client: TestClient, january: bytes, last_2019_closes: list[float]
+    without_intervals: TestClient, january: bytes, last_2019_closes: list[float]
 ) -> None:
+    client = without_intervals
     single = client.post("/predict?level=80", json={"closes": last_2019_closes}).json()
     assert (single["lower"], single["upper"], single["level"]) == (None, None, 80)
     batch = client.post("/predict", json={"windows": [last_2019_closes] * 2}).json()
