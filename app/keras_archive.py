@@ -20,9 +20,12 @@ from model_store import Bundle, IntegrityError
 
 KERAS_FILE = "model.keras"
 CONFIG_FILE = "config.json"
-# What training/model.py builds; anything else in a bundle did not come from our trainer.
-ALLOWED_MODELS = frozenset({"Sequential"})
-ALLOWED_LAYERS = frozenset({"InputLayer", "LSTM", "Dropout", "Dense"})
+# What training/model.py builds (a functional graph, members averaged; Sequential for bundles
+# from before the ensemble); anything else in a bundle did not come from our trainer.
+ALLOWED_MODELS = frozenset({"Functional", "Sequential"})
+ALLOWED_LAYERS = frozenset({"InputLayer", "LSTM", "Dropout", "Dense", "Average"})
+# How a functional graph names the tensor a layer is called on (shape, dtype, producing layer).
+GRAPH_EDGE = "__keras_tensor__"
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a real config is a few kB; bigger is a zip bomb
 
 
@@ -57,11 +60,13 @@ def _read_config(data: bytes, label: str) -> dict[str, Any]:
 
 
 def check_keras_archive(data: bytes, label: str) -> None:
-    """Raise UnsafeModelError unless `data` (a .keras file) is a Sequential of the layer classes
-    the trainer builds, every object coming from the `keras` package."""
+    """Raise UnsafeModelError unless `data` (a .keras file) is a Functional or Sequential model
+    of the layer classes the trainer builds, every object coming from the `keras` package."""
     config = _read_config(data, label)
     for item in _objects(config):
         module, name = item.get("module"), item.get("class_name")
+        if name == GRAPH_EDGE and set(item) == {"class_name", "config"}:
+            continue  # a reference to another layer's output: data, looked up, never imported
         if name in ("Lambda", "__lambda__", "TFOpLambda") or not (
             isinstance(module, str) and (module == "keras" or module.startswith("keras."))
         ):

@@ -1,8 +1,11 @@
-"""Session fixtures shared by every test package: the shared data folder and one tiny bundle.
+"""Session fixtures shared by every test package: the shared data folder and tiny bundles.
 
-The tiny bundle is a real (1 epoch, 4 units, 1 layer) TensorFlow model trained on the FB files and
-published through the real pipeline, so app and store tests run against genuine artifacts without
-each paying for training.
+The tiny bundle is a real TensorFlow model of the default kind (relative encoding, two averaged
+members of 1 epoch, 4 units, 1 layer, a 2-fold walk-forward that calibrates its intervals) trained
+on the FB files and published through the real pipeline, so app and store tests run against
+genuine artifacts without each paying for training. `tiny_minmax_bundle` is the same size with the
+tutorial's MinMax level encoding, for behaviour only such a model has (saturation outside its
+training range).
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ def tiny_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
             window=40,
             seed=0,
             column="Close",
+            members=2,
+            walk_forward="monthly",
+            folds=2,
         )
     )
     return store
@@ -55,3 +61,31 @@ def tiny_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 def tiny_bundle(tiny_store: Path) -> Bundle:
     """The verified tiny bundle in `tiny_store`. Read-only: tests that tamper copy it first."""
     return ModelStore(tiny_store).verify("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_minmax_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store folder holding one tiny MinMax (tutorial-kind) bundle named `tiny` (version 1)."""
+    from training.pipeline import TrainConfig, train_and_publish
+
+    store = tmp_path_factory.mktemp("tiny-minmax-store")
+    train_and_publish(
+        TrainConfig(
+            train_csv=shared_data / "FB_training_data.csv",
+            test_csv=shared_data / "FB_test_data.csv",
+            store=store,
+            name="tiny",
+            preset="tutorial",
+            epochs=1,
+            units=4,
+            layers=1,
+            walk_forward="none",
+        )
+    )
+    return store
+
+
+@pytest.fixture(scope="session")
+def tiny_minmax_bundle(tiny_minmax_store: Path) -> Bundle:
+    """The verified tiny MinMax bundle in `tiny_minmax_store`. Read-only."""
+    return ModelStore(tiny_minmax_store).verify("tiny")

@@ -20,8 +20,10 @@ from model_store import (
     SeriesError,
 )
 from training.errors import InputError, ParityError
-from training.evaluate import comparison_table
-from training.pipeline import TrainConfig, train_and_publish
+from training.evaluate import BASELINES, comparison_table
+from training.pipeline import ENCODINGS, TrainConfig, train_and_publish
+from training.presets import PRESETS
+from training.walkforward import SCHEMES, folds_table
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -40,13 +42,34 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--test-csv", type=Path, required=True, help="CSV starting after training")
     train.add_argument("--store", type=Path, required=True, help="model store folder")
     train.add_argument("--name", required=True, help="model name, e.g. fb-lstm")
-    train.add_argument("--epochs", type=int, default=100)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--units", type=int, default=45, help="LSTM units per layer")
-    train.add_argument("--layers", type=int, default=4, help="number of stacked LSTM layers")
-    train.add_argument("--dropout", type=float, default=0.2)
+    train.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="default",
+        help="settings every flag below defaults to: 'default' (relative 3-seed ensemble, "
+        "the walk-forward winner) or 'tutorial' (the reference tutorial as written)",
+    )
+    train.add_argument("--encoding", choices=ENCODINGS, help="relative | minmax (levels)")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--units", type=int, help="LSTM units per layer")
+    train.add_argument("--layers", type=int, help="number of stacked LSTM layers")
+    train.add_argument("--dropout", type=float)
     train.add_argument("--window", type=int, default=40, help="closes per input window")
-    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--seed", type=int, help="first member's seed; member i uses seed + i")
+    train.add_argument("--members", type=int, help="ensemble size (models averaged)")
+    train.add_argument(
+        "--walk-forward",
+        choices=SCHEMES,
+        help="backtest folds over the end of the training CSV (none: skip the backtest)",
+    )
+    train.add_argument("--folds", type=int, help="number of walk-forward folds (last N periods)")
+    train.add_argument(
+        "--shrink",
+        type=float,
+        help="fraction of the predicted change kept (relative encoding; default: the "
+        "walk-forward's best of 0, .25, .5, .75, 1)",
+    )
     train.add_argument("--column", default="Close", help="price column to model")
 
     listing = commands.add_parser("list", help="list complete versions in a store")
@@ -66,6 +89,8 @@ def _train(args: argparse.Namespace) -> int:
             test_csv=args.test_csv,
             store=args.store,
             name=args.name,
+            preset=args.preset,
+            encoding=args.encoding,
             epochs=args.epochs,
             units=args.units,
             layers=args.layers,
@@ -73,17 +98,44 @@ def _train(args: argparse.Namespace) -> int:
             dropout=args.dropout,
             window=args.window,
             seed=args.seed,
+            members=args.members,
+            walk_forward=args.walk_forward,
+            folds=args.folds,
+            shrink=args.shrink,
             column=args.column,
         )
     )
     manifest = bundle.manifest
+    metrics, training = manifest["metrics"], manifest["training"]
     test = manifest["data"]["test"]
     print(f"published {bundle.name} v{bundle.version} -> {bundle.path}")
+    print(
+        f"preset {training['preset']}, {training['encoding']} encoding, "
+        f"{training['members']} member(s), seeds {training['seeds']}, shrink {training['shrink']} "
+        f"({training['shrink_source']})"
+    )
     print(
         f"test CSV {test['file']} ({test['first_date']} .. {test['last_date']}, "
         f"{test['rows']} days), each day predicted from the {bundle.window} closes before it:"
     )
-    print(comparison_table(manifest["metrics"]))
+    print(comparison_table({label: metrics[label] for label in ("model", *BASELINES)}))
+    walk_forward = metrics["walk_forward"]
+    if walk_forward:
+        print(f"\nwalk-forward ({walk_forward['scheme']} folds), RMSE and ratio to persistence:")
+        print(folds_table(walk_forward, "test", metrics))
+        test_dm = walk_forward["diebold_mariano"]
+        print(
+            f"Diebold-Mariano vs persistence over the folds: t = {test_dm['t']:.2f}, "
+            f"one-sided p = {test_dm['p_value']:.2f} ({test_dm['days']} days)"
+        )
+    coverage = metrics["intervals"]
+    for level in coverage["levels"]:
+        held_out = (coverage["walk_forward"] or {}).get(str(level))
+        print(
+            f"{level}% interval coverage: walk-forward "
+            f"{'-' if held_out is None else f'{held_out:.1%}'} (leave-one-fold-out), "
+            f"test {coverage['test'][str(level)]:.1%}"
+        )
     return 0
 
 

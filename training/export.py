@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -83,13 +84,20 @@ def write_chart(
     actual: np.ndarray,
     predicted: np.ndarray,
     persistence: np.ndarray,
+    band: tuple[np.ndarray, np.ndarray],
     title: str,
+    walk_forward: dict[str, Any] | None = None,
+    test_metrics: dict[str, dict[str, float]] | None = None,
 ) -> Path:
-    """The tutorial's figure (actual vs predicted close over the test month), plus the
-    persistence baseline for an honest comparison. Uses the Agg canvas, no display needed."""
-    figure = Figure(figsize=(10, 5), dpi=100)
-    axes = figure.add_subplot()
+    """The tutorial's figure (actual vs predicted close over the test month) with the persistence
+    baseline and the prediction interval `band`; below it, when there was a walk-forward, each
+    fold's RMSE ratio to persistence for the model and the other baselines (the test month last).
+    Uses the Agg canvas, no display needed."""
+    panels = 2 if walk_forward else 1
+    figure = Figure(figsize=(10, 5 * panels), dpi=100)
+    axes = figure.add_subplot(panels, 1, 1)
     days = np.asarray(dates, dtype="datetime64[D]")
+    axes.fill_between(days, band[0], band[1], color="tab:green", alpha=0.15, label="Interval")
     axes.plot(days, actual, color="black", marker="o", markersize=3, label="Actual close")
     axes.plot(
         days, predicted, color="tab:green", marker="o", markersize=3, label="Predicted (LSTM)"
@@ -105,7 +113,32 @@ def write_chart(
     axes.set_ylabel("Close price")
     axes.grid(alpha=0.3)
     axes.legend()
+    if walk_forward:
+        _walk_forward_panel(figure.add_subplot(2, 1, 2), walk_forward, test_metrics)
     figure.tight_layout()
     # No Software/date metadata: the same data gives the same bytes.
     figure.savefig(path, format="png", metadata={"Software": None})
     return path
+
+
+def _walk_forward_panel(
+    axes: Any, walk_forward: dict[str, Any], test_metrics: dict[str, dict[str, float]] | None
+) -> None:
+    columns = [(fold["label"], fold) for fold in walk_forward["folds"]]
+    columns.append(("overall", walk_forward["overall"]))
+    if test_metrics:
+        columns.append(("test", test_metrics))
+    positions = np.arange(len(columns))
+    series = (("model", "tab:green"), ("drift", "tab:orange"), ("moving_average", "tab:blue"))
+    width = 0.8 / len(series)
+    for index, (label, colour) in enumerate(series):
+        ratios = [values[label]["ratio"] for _, values in columns]
+        axes.bar(positions + (index - 1) * width, ratios, width, color=colour, label=label)
+    axes.axhline(1.0, color="black", linewidth=1, label="persistence")
+    axes.set_xticks(positions, [label for label, _ in columns], rotation=45, ha="right")
+    axes.set_ylabel("RMSE / persistence RMSE")
+    axes.set_title(
+        f"Walk-forward ({walk_forward['scheme']} folds): lower is better, 1 = persistence"
+    )
+    axes.grid(alpha=0.3, axis="y")
+    axes.legend()

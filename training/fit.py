@@ -11,6 +11,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from training.model import build_member
+
 logger = logging.getLogger(__name__)
 
 
@@ -59,16 +61,66 @@ class FitResult:
 
 
 def fit_model(
-    model: keras.Model, inputs: np.ndarray, targets: np.ndarray, *, epochs: int, batch_size: int
+    model: keras.Model,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    log_epochs: bool = True,
 ) -> FitResult:
     """Fit like the tutorial (`model.fit(x, y, epochs, batch_size)`, shuffled each epoch by the
-    seeded generator), logging each epoch. Call `seed_everything` before building the model."""
+    seeded generator), logging each epoch unless `log_epochs` is off (walk-forward folds).
+    Call `seed_everything` before building the model."""
     history = model.fit(
         inputs,
         targets,
         epochs=epochs,
         batch_size=batch_size,
         verbose=0,
-        callbacks=[EpochProgress(epochs)],
+        callbacks=[EpochProgress(epochs)] if log_epochs else [],
     )
     return FitResult([float(loss) for loss in history.history["loss"]])
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """How to build every member of an ensemble; each member differs only by its seed."""
+
+    window: int
+    units: int
+    layers: int
+    dropout: float
+    output_bias: bool
+    epochs: int
+    batch_size: int
+
+
+def train_members(
+    spec: MemberSpec,
+    seeds: list[int],
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    log_epochs: bool = True,
+) -> tuple[list[keras.Model], list[FitResult]]:
+    """One freshly seeded model per seed, each fitted on the same inputs (the seed fixes the
+    initial weights and the shuffling order)."""
+    members, fits = [], []
+    for index, seed in enumerate(seeds):
+        seed_everything(seed)
+        member = build_member(
+            spec.window, spec.units, spec.layers, spec.dropout, spec.output_bias, f"m{index}"
+        )
+        if log_epochs:
+            logger.info("member %d/%d (seed %d)", index + 1, len(seeds), seed)
+        fit = fit_model(
+            member,
+            inputs,
+            targets,
+            epochs=spec.epochs,
+            batch_size=spec.batch_size,
+            log_epochs=log_epochs,
+        )
+        fits.append(fit)
+        members.append(member)
+    return members, fits

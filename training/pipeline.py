@@ -1,4 +1,5 @@
-"""One training run end to end: load, scale, window, fit, evaluate, export, check parity, publish.
+"""One training run end to end: load, walk-forward backtest, fit, evaluate, calibrate intervals,
+export, check parity, publish.
 
 TensorFlow, tf2onnx and ONNX Runtime are imported only once the inputs have passed their checks:
 a bad CSV or option is reported at once, not after TensorFlow's start-up of several seconds.
@@ -6,6 +7,7 @@ a bad CSV or option is reported at once, not after TensorFlow's start-up of seve
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import tempfile
@@ -15,58 +17,116 @@ from typing import Any
 
 import numpy as np
 
-from model_store import Bundle, ModelStore, validate_name
+from model_store import (
+    Bundle,
+    Intervals,
+    ModelStore,
+    conformal_quantiles,
+    sliding_windows,
+    validate_name,
+)
 from training.data import TrainTestData, load_train_test
 from training.errors import InputError
-from training.evaluate import evaluation_set, metrics
+from training.evaluate import baseline_predictions, evaluation_set, scored
+from training.presets import MODEL_SETTINGS, PRESETS, Settings
+from training.walkforward import (
+    COVERAGE_LEVELS,
+    SCHEMES,
+    Fold,
+    FoldResult,
+    choose_shrink,
+    leave_one_fold_out_coverage,
+    plan_folds,
+    relative_residuals,
+    run_folds,
+    shrink_curve,
+    shrunk,
+    summarize,
+)
 
 logger = logging.getLogger(__name__)
 
 KERAS_FILE = "model.keras"
 ONNX_FILE = "model.onnx"
 CHART_FILE = "report.png"
+ENCODINGS = ("relative", "minmax")
+IN_SAMPLE_CALIBRATION = 250  # windows, only when there is no walk-forward to calibrate on
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Inputs and hyperparameters of one run; the defaults are the reference tutorial's."""
+    """Inputs and settings of one run. Settings left `None` come from `preset`."""
 
     train_csv: Path
     test_csv: Path
     store: Path
     name: str
-    epochs: int = 100
-    units: int = 45
-    layers: int = 4
-    batch_size: int = 32
-    dropout: float = 0.2
+    preset: str = "default"
+    encoding: str | None = None
+    epochs: int | None = None
+    units: int | None = None
+    layers: int | None = None
+    batch_size: int | None = None
+    dropout: float | None = None
     window: int = 40
-    seed: int = 42
+    seed: int | None = None
+    members: int | None = None
+    walk_forward: str | None = None
+    folds: int | None = None
+    shrink: float | None = None
     column: str = "Close"
 
     @property
-    def preset(self) -> str:
-        """`tutorial` when every hyperparameter is the tutorial's, else `custom`."""
-        tutorial = TrainConfig(self.train_csv, self.test_csv, self.store, self.name)
-        same = all(
-            getattr(self, key) == getattr(tutorial, key)
-            for key in ("epochs", "units", "layers", "batch_size", "dropout", "window")
+    def settings(self) -> Settings:
+        """The preset's settings with this run's explicit values applied."""
+        base = PRESETS.get(self.preset, PRESETS["default"])
+        given = {
+            field.name: getattr(self, field.name)
+            for field in dataclasses.fields(Settings)
+            if getattr(self, field.name) is not None
+        }
+        return dataclasses.replace(base, **given)
+
+    @property
+    def preset_label(self) -> str:
+        """The preset's name when every model setting is the preset's, else `custom`."""
+        base, settings = PRESETS[self.preset], self.settings
+        same = self.window == 40 and all(
+            getattr(settings, key) == getattr(base, key) for key in MODEL_SETTINGS
         )
-        return "tutorial" if same else "custom"
+        return self.preset if same else "custom"
 
     def validate(self) -> None:
         """Refuse impossible settings before any data is read or any model is built."""
         validate_name(self.name)
-        for key in ("epochs", "units", "layers", "batch_size", "window"):
-            value = getattr(self, key)
+        if self.preset not in PRESETS:
+            raise InputError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        settings = self.settings
+        values = {**dataclasses.asdict(settings), "window": self.window}
+        for key in ("epochs", "units", "layers", "batch_size", "window", "members", "folds"):
+            value = values[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(
                     f"{key.replace('_', '-')} must be a positive integer, got {value!r}"
                 )
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not 0.0 <= settings.dropout < 1.0:
+            raise InputError(f"dropout must be in [0, 1), got {settings.dropout!r}")
+        seed = settings.seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+        if settings.encoding not in ENCODINGS:
+            raise InputError(
+                f"encoding must be one of {', '.join(ENCODINGS)}, got {settings.encoding!r}"
+            )
+        if settings.walk_forward not in SCHEMES:
+            raise InputError(
+                f"walk-forward must be one of {', '.join(SCHEMES)}, got {settings.walk_forward!r}"
+            )
+        if settings.shrink is not None:
+            if settings.encoding != "relative":
+                raise InputError("shrink applies to the relative encoding only")
+            if not 0.0 <= settings.shrink <= 1.0:
+                raise InputError(f"shrink must be in [0, 1], got {settings.shrink!r}")
 
 
 def library_versions() -> dict[str, str]:
@@ -89,18 +149,27 @@ def library_versions() -> dict[str, str]:
 
 
 def train_and_publish(config: TrainConfig) -> Bundle:
-    """Train the model `config` describes, evaluate it on the test CSV the tutorial's way, export
-    and parity-check it, and publish the bundle as the next version of `config.name`.
+    """Backtest the model `config` describes walk-forward, train it on the whole training CSV,
+    evaluate it on the test CSV the tutorial's way, calibrate its intervals, export and
+    parity-check it, and publish the bundle as the next version of `config.name`.
 
     `metrics` and `evaluation.predicted` come from the exported ONNX model decoded with the
     stored encoding, i.e. exactly what the server will answer.
     """
     config.validate()
     data = load_train_test(config.train_csv, config.test_csv, config.column, config.window)
-    return _train_export_publish(config, data)
+    settings = config.settings
+    folds: list[Fold] = []
+    if settings.walk_forward != "none":
+        folds = plan_folds(
+            data.train.series.dates, settings.walk_forward, settings.folds, config.window
+        )
+    return _train_export_publish(config, settings, data, folds)
 
 
-def _train_export_publish(config: TrainConfig, data: TrainTestData) -> Bundle:
+def _train_export_publish(
+    config: TrainConfig, settings: Settings, data: TrainTestData, folds: list[Fold]
+) -> Bundle:
     from training.export import (
         PARITY_TOLERANCE,
         check_parity,
@@ -109,85 +178,198 @@ def _train_export_publish(config: TrainConfig, data: TrainTestData) -> Bundle:
         save_keras,
         write_chart,
     )
-    from training.fit import fit_model, seed_everything
-    from training.model import build_model
-    from training.windows import fit_encoding, training_set
+    from training.fit import MemberSpec, train_members
+    from training.model import LEARNING_RATE, combine, shrink_output
+    from training.windows import make_encoding, training_set
 
+    window = config.window
     train_closes, test_closes = data.train_closes, data.test_closes
+    train_dates = data.train.series.iso_dates()
     logger.info(
         "training on %d rows of %s (%s .. %s), testing on %d rows of %s",
         len(train_closes),
         data.train.path.name,
-        data.train.series.iso_dates()[0],
-        data.train.series.iso_dates()[-1],
+        train_dates[0],
+        train_dates[-1],
         len(test_closes),
         data.test.path.name,
     )
+    spec = MemberSpec(
+        window,
+        settings.units,
+        settings.layers,
+        settings.dropout,
+        settings.output_bias,
+        settings.epochs,
+        settings.batch_size,
+    )
 
-    encoding = fit_encoding(train_closes)
-    inputs, targets = training_set(train_closes, config.window, encoding)
-    logger.info("windows %s -> targets %s", inputs.shape, targets.shape)
+    def fit_predict(closes: np.ndarray, windows: np.ndarray) -> np.ndarray:
+        """A fresh ensemble trained on `closes`; its unshrunk predictions for `windows`."""
+        encoding = make_encoding(settings.encoding, closes)
+        inputs, targets = training_set(closes, window, encoding, settings.sign_flip)
+        members, _ = train_members(spec, settings.seeds, inputs, targets, log_epochs=False)
+        encoded = encoding.encode(windows)
+        outputs = np.mean([member.predict(encoded, verbose=0) for member in members], axis=0)
+        return encoding.decode(outputs, windows)
 
-    seed_everything(config.seed)
-    model = build_model(config.window, config.units, config.layers, config.dropout)
-    fit = fit_model(model, inputs, targets, epochs=config.epochs, batch_size=config.batch_size)
+    results: list[FoldResult] = []
+    for fold in folds:
+        logger.info(
+            "walk-forward fold %s (%s .. %s): training %d member(s) on %d windows",
+            fold.label,
+            train_dates[fold.start],
+            train_dates[fold.stop - 1],
+            settings.members,
+            fold.start - window,
+        )
+        (result,) = run_folds(train_closes, train_dates, [fold], window, fit_predict)
+        ratio = np.sqrt(
+            np.mean((result.predicted - result.actual) ** 2)
+            / np.mean((result.windows[:, -1] - result.actual) ** 2)
+        )
+        logger.info("  fold %s: RMSE ratio to persistence %.4f (unshrunk)", fold.label, ratio)
+        results.append(result)
 
-    evaluation = evaluation_set(train_closes, test_closes, config.window)
+    relative = settings.encoding == "relative"
+    curve = shrink_curve(results) if relative and results else {}
+    if settings.shrink is not None:
+        shrink, shrink_source = settings.shrink, "given"
+    elif curve:
+        shrink, shrink_source = choose_shrink(curve), "walk-forward"
+    else:
+        shrink, shrink_source = (1.0, "none") if relative else (1.0, "not applicable")
+
+    encoding = make_encoding(settings.encoding, train_closes)
+    inputs, targets = training_set(train_closes, window, encoding, settings.sign_flip)
+    train_windows = inputs.shape[0] // (2 if settings.sign_flip else 1)
+    logger.info("final model: windows %s -> targets %s", inputs.shape, targets.shape)
+    members, fits = train_members(spec, settings.seeds, inputs, targets)
+    if relative and shrink != 1.0:
+        for member in members:
+            shrink_output(member, shrink)
+    model = combine(members, window)
+
+    if results:
+        residuals = [
+            relative_residuals(r.actual, shrunk(r.predicted, r.windows, shrink), r.windows)
+            for r in results
+        ]
+        calibration = np.concatenate(residuals)
+        source = (
+            f"walk-forward: {settings.walk_forward} folds {results[0].fold.label} .. "
+            f"{results[-1].fold.label}, out of sample"
+        )
+    else:
+        residuals = []
+        tail, tail_actual = sliding_windows(
+            train_closes[-(IN_SAMPLE_CALIBRATION + window) :], window
+        )
+        fitted = encoding.decode(model.predict(encoding.encode(tail), verbose=0), tail)
+        calibration = relative_residuals(tail_actual, fitted, tail)
+        source = (
+            f"in-sample: last {IN_SAMPLE_CALIBRATION} training windows "
+            "(no walk-forward; widths likely too narrow)"
+        )
+    intervals = Intervals(conformal_quantiles(calibration), len(calibration), source)
+
+    evaluation = evaluation_set(train_closes, test_closes, window)
     evaluation_inputs = encoding.encode(evaluation.windows)
     test_dates = data.test.series.iso_dates()
+    last_close = evaluation.windows[:, -1]
 
     with tempfile.TemporaryDirectory(prefix="training-export-") as scratch:
         folder = Path(scratch)
         save_keras(model, folder / KERAS_FILE)
-        onnx = export_onnx(model, config.window, folder / ONNX_FILE)
+        onnx = export_onnx(model, window, folder / ONNX_FILE)
         keras_outputs = model.predict(evaluation_inputs, verbose=0)
         onnx_outputs = run_onnx(onnx.path, evaluation_inputs)
         max_abs_diff = check_parity(keras_outputs, onnx_outputs)
         logger.info("ONNX parity: max abs diff %.3g on %d windows", max_abs_diff, len(onnx_outputs))
 
         predicted = encoding.decode(onnx_outputs, evaluation.windows)
-        persistence = evaluation.persistence
+        baselines = baseline_predictions(evaluation.windows)
+        test_metrics = scored(evaluation.actual, {"model": predicted, **baselines})
+        test_coverage = {}
+        for level in COVERAGE_LEVELS:
+            lower, upper = intervals.bounds(predicted, last_close, level)
+            inside = (lower <= evaluation.actual) & (evaluation.actual <= upper)
+            test_coverage[str(level)] = float(np.mean(inside))
+        lower95, upper95 = intervals.bounds(predicted, last_close, 95)
+        walk_forward = summarize(settings.walk_forward, results, shrink) if results else None
+        if walk_forward is not None and curve:
+            walk_forward["shrink_curve"] = {str(s): ratio for s, ratio in curve.items()}
+
         write_chart(
             folder / CHART_FILE,
             data.test.series.dates,
             evaluation.actual,
             predicted,
-            persistence,
+            evaluation.persistence,
+            (lower95, upper95),
             title=f"{config.name}: {config.column} predicted vs actual "
-            f"({test_dates[0]} .. {test_dates[-1]})",
+            f"({test_dates[0]} .. {test_dates[-1]}), 95% interval",
+            walk_forward=walk_forward,
+            test_metrics=test_metrics,
         )
 
         manifest: dict[str, Any] = {
-            "window": config.window,
+            "window": window,
             "feature": data.train.series.column,
             "scaler": encoding.to_json(),
             "context": {
-                "dates": data.train.series.iso_dates()[-config.window :],
-                "closes": train_closes[-config.window :].tolist(),
+                "dates": train_dates[-window:],
+                "closes": train_closes[-window:].tolist(),
             },
             "metrics": {
-                "model": metrics(evaluation.actual, predicted),
-                "persistence": metrics(evaluation.actual, persistence),
+                **test_metrics,
+                "walk_forward": walk_forward,
+                "intervals": {
+                    "levels": list(COVERAGE_LEVELS),
+                    "walk_forward": leave_one_fold_out_coverage(residuals) or None,
+                    "walk_forward_method": (
+                        "leave-one-fold-out: each fold's widths calibrated on the other "
+                        "folds' residuals only"
+                    ),
+                    "test": test_coverage,
+                    "test_method": "the bundle's stored widths (calibrated before the test month)",
+                },
             },
+            "intervals": intervals.to_json(),
             "evaluation": {
                 "dates": test_dates,
                 "actual": evaluation.actual.tolist(),
                 "predicted": predicted.tolist(),
-                "persistence": persistence.tolist(),
+                "persistence": evaluation.persistence.tolist(),
+                "drift": baselines["drift"].tolist(),
+                "moving_average": baselines["moving_average"].tolist(),
+                "level": 95,
+                "lower": lower95.tolist(),
+                "upper": upper95.tolist(),
             },
             "training": {
-                "preset": config.preset,
-                "epochs": config.epochs,
-                "epochs_run": fit.epochs_run,
-                "batch_size": config.batch_size,
-                "units": config.units,
-                "layers": config.layers,
-                "dropout": config.dropout,
+                "preset": config.preset_label,
+                "encoding": settings.encoding,
+                "epochs": settings.epochs,
+                "epochs_run": fits[0].epochs_run,
+                "batch_size": settings.batch_size,
+                "units": settings.units,
+                "layers": settings.layers,
+                "dropout": settings.dropout,
                 "optimizer": "adam",
+                "learning_rate": LEARNING_RATE,
                 "loss": "mse",
-                "seed": config.seed,
-                "final_loss": fit.final_loss,
-                "train_windows": int(inputs.shape[0]),
+                "seed": settings.seed,
+                "seeds": settings.seeds,
+                "members": settings.members,
+                "sign_flip": settings.sign_flip,
+                "output_bias": settings.output_bias,
+                "shrink": shrink if relative else None,
+                "shrink_source": shrink_source,
+                "final_loss": float(np.mean([fit.final_loss for fit in fits])),
+                "final_losses": [fit.final_loss for fit in fits],
+                "train_windows": int(train_windows),
+                "walk_forward": {"scheme": settings.walk_forward, "folds": len(folds)},
             },
             "data": {"train": data.train.fingerprint(), "test": data.test.fingerprint()},
             "parity": {

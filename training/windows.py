@@ -1,11 +1,14 @@
-"""Scaling and windowing for training: the tutorial's MinMaxScaler, stored as shared numbers."""
+"""Scaling and windowing for training: the scale-free relative encoding (default) or the
+tutorial's MinMaxScaler, both stored as shared numbers in the manifest."""
 
 from __future__ import annotations
 
 import numpy as np
 from sklearn.preprocessing import MinMaxScaler
 
-from model_store import MinMaxEncoding, sliding_windows
+from model_store import MinMaxEncoding, RelativeEncoding, WindowEncoding, sliding_windows
+
+RELATIVE_FACTOR = 100.0  # inputs and targets in percent of the last close
 
 
 def fit_encoding(train_closes: np.ndarray) -> MinMaxEncoding:
@@ -22,10 +25,26 @@ def fit_encoding(train_closes: np.ndarray) -> MinMaxEncoding:
     )
 
 
+def make_encoding(kind: str, train_closes: np.ndarray) -> WindowEncoding:
+    """`relative` (no fitting: every window is divided by its last close) or `minmax` (fit on
+    `train_closes`)."""
+    if kind == "relative":
+        return RelativeEncoding(factor=RELATIVE_FACTOR)
+    return fit_encoding(train_closes)
+
+
 def training_set(
-    train_closes: np.ndarray, window: int, encoding: MinMaxEncoding
+    train_closes: np.ndarray, window: int, encoding: WindowEncoding, sign_flip: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Model inputs `(n, window, 1)` float32 and scaled targets `(n,)`: each window of `window`
-    closes paired with the close after it."""
+    """Model inputs `(n, window, 1)` float32 and encoded targets `(n,)`: each window of `window`
+    closes paired with the close after it.
+
+    `sign_flip` appends the mirrored copies `(-x, -y)` (relative encoding only): a rise and the
+    same fall are then equally likely, so the model cannot learn the training period's drift
+    (FB's +0.08 %/day was what made plain relative models lose to persistence).
+    """
     windows, targets = sliding_windows(train_closes, window)
-    return encoding.encode(windows), encoding.encode_targets(targets, windows)
+    inputs, encoded = encoding.encode(windows), encoding.encode_targets(targets, windows)
+    if sign_flip:
+        inputs, encoded = np.concatenate([inputs, -inputs]), np.concatenate([encoded, -encoded])
+    return inputs, encoded

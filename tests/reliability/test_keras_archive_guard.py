@@ -41,8 +41,8 @@ def custom_initializer(config: dict[str, Any]) -> None:
     lstm["config"]["kernel_initializer"] = {"module": "evil.init", "class_name": "Boom"}
 
 
-def functional(config: dict[str, Any]) -> None:
-    config["class_name"] = "Functional"
+def subclassed_model(config: dict[str, Any]) -> None:
+    config["class_name"] = "Model"  # a subclassed keras.Model runs its own Python call()
 
 
 def test_the_genuine_tiny_bundle_passes(tiny_bundle: Bundle) -> None:
@@ -57,7 +57,8 @@ def test_the_genuine_tiny_bundle_passes(tiny_bundle: Bundle) -> None:
         ("layer from another package", with_layer({"module": "evil.layers", "class_name": "Dense", "config": {}}), "'evil.layers'"),
         ("keras layer the trainer never builds", with_layer({"module": "keras.layers", "class_name": "Conv1D", "config": {}}), "layer class 'Conv1D'"),
         ("foreign initializer inside a layer", custom_initializer, "'evil.init'"),
-        ("another model class", functional, "model class 'Functional'"),
+        ("another model class", subclassed_model, "model class 'Model'"),
+        ("graph edge with a module", with_layer({"class_name": "__keras_tensor__", "module": "evil.x", "config": {}}), "'evil.x'"),
     ],
 )  # fmt: skip
 def test_code_carrying_or_foreign_classes_are_refused(

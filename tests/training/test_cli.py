@@ -61,6 +61,10 @@ def test_train_list_verify_and_tamper(
         "1",
         "--seed",
         "7",
+        "--members",
+        "2",
+        "--folds",
+        "2",
     )
     assert trained.returncode == 0, trained.stderr
     assert "Traceback" not in trained.stderr
@@ -68,12 +72,47 @@ def test_train_list_verify_and_tamper(
     assert "epoch 1/2  loss" in trained.stderr and "epoch 2/2  loss" in trained.stderr
     out = trained.stdout.splitlines()
     assert out[0] == f"published cli-tiny v1 -> {store / 'cli-tiny' / '1'}"
-    assert out[2].split() == ["RMSE", "MAE", "MAPE", "%"]
-    assert out[3].split()[0] == "model"
-    assert out[4].split() == ["persistence", "4.248", "2.964", "1.388"]
     manifest = ModelStore(store).verify("cli-tiny").manifest
-    assert manifest["training"]["seed"] == 7 and manifest["data"]["train"]["rows"] == 1258
-    assert out[3].split()[1] == f"{manifest['metrics']['model']['rmse']:.3f}"
+    training, metrics = manifest["training"], manifest["metrics"]
+    assert out[1] == (
+        f"preset custom, relative encoding, 2 member(s), seeds [7, 8], "
+        f"shrink {training['shrink']} (walk-forward)"
+    )
+    assert out[3].split() == ["RMSE", "MAE", "MAPE", "%", "/", "persist."]
+    assert out[4].split()[:2] == ["model", f"{metrics['model']['rmse']:.3f}"]
+    assert out[5].split() == ["persistence", "4.248", "2.964", "1.388", "1.0000"]
+    assert [line.split()[0] for line in out[6:8]] == ["drift", "moving_average"]
+    assert out[9] == "walk-forward (monthly folds), RMSE and ratio to persistence:"
+    assert out[10].split() == [
+        "fold",
+        "first",
+        "days",
+        "model",
+        "persist.",
+        "model/p",
+        "drift/p",
+        "movavg/p",
+    ]
+    assert out[11].split()[:3] == ["2019-11", "2019-11-01", "20"]
+    assert out[12].split()[:3] == ["2019-12", "2019-12-02", "21"]
+    overall = metrics["walk_forward"]["overall"]
+    assert out[13].split() == [
+        "overall",
+        "41",
+        f"{overall['model']['rmse']:.3f}",
+        f"{overall['persistence']['rmse']:.3f}",
+        f"{overall['model']['ratio']:.4f}",
+        f"{overall['drift']['ratio']:.4f}",
+        f"{overall['moving_average']['ratio']:.4f}",
+    ]
+    assert out[14].split()[0] == "test"
+    assert out[15].startswith("Diebold-Mariano vs persistence over the folds: t = ")
+    coverage = metrics["intervals"]
+    assert out[17] == (
+        f"95% interval coverage: walk-forward {coverage['walk_forward']['95']:.1%} "
+        f"(leave-one-fold-out), test {coverage['test']['95']:.1%}"
+    )
+    assert training["seed"] == 7 and manifest["data"]["train"]["rows"] == 1258
 
     listed = run_cli("list", "--store", str(store))
     assert listed.returncode == 0
@@ -131,6 +170,8 @@ def write_csv(path: Path, rows: list[tuple[str, float]]) -> Path:
         ("too few rows", "error: short.csv: 3 usable rows, need at least 41"),
         ("overlap", "error: FB_training_data.csv: starts 2015-01-02, which is not after the end"),
         ("duplicate", "error: dup.csv: duplicate date 2020-02-03 (rows 2 and 3)"),
+        ("too many folds", "error: 70 quarterly folds need more quarterly periods"),
+        ("shrink on minmax", "error: shrink applies to the relative encoding only"),
     ],
 )
 def test_bad_training_input_exits_2_with_one_line(
@@ -159,6 +200,10 @@ def test_bad_training_input_exits_2_with_one_line(
         test = train
     elif case == "duplicate":
         test = write_csv(tmp_path / "dup.csv", [("2020-02-03", 1.0), ("2020-02-03", 2.0)])
+    elif case == "too many folds":
+        options.update({"--walk-forward": "quarterly", "--folds": "70"})
+    elif case == "shrink on minmax":
+        options.update({"--preset": "tutorial", "--shrink": "0.5"})
     argv = [
         "train",
         "--train-csv",

@@ -38,6 +38,9 @@ def test_manifest_records_the_run(tiny_bundle: Bundle, shared_data: Path) -> Non
     )
     assert training["train_windows"] == 1218
     assert training["seed"] == 0 and np.isfinite(training["final_loss"])
+    assert (training["encoding"], training["members"], training["seeds"]) == ("relative", 2, [0, 1])
+    assert training["walk_forward"] == {"scheme": "monthly", "folds": 2}
+    assert manifest["scaler"] == {"kind": "relative", "factor": 100.0}
     train_file = shared_data / "FB_training_data.csv"
     assert manifest["data"]["train"] == {
         "file": "FB_training_data.csv",
@@ -102,6 +105,8 @@ def test_second_publish_is_version_two(shared_data: Path, tmp_path: Path) -> Non
         units=2,
         layers=1,
         seed=3,
+        members=1,
+        walk_forward="none",
     )
     first = train_and_publish(config)
     second = train_and_publish(config)
@@ -123,6 +128,22 @@ def test_bad_config_is_refused_before_training(shared_data: Path, tmp_path: Path
         train_and_publish(TrainConfig(**base, epochs=0))
     with pytest.raises(InputError, match=r"dropout must be in \[0, 1\)"):
         train_and_publish(TrainConfig(**base, dropout=1.0))
+    with pytest.raises(InputError, match="preset must be one of default, tutorial, got 'fast'"):
+        train_and_publish(TrainConfig(**base, preset="fast"))
+    with pytest.raises(InputError, match="encoding must be one of relative, minmax"):
+        train_and_publish(TrainConfig(**base, encoding="log"))
+    with pytest.raises(InputError, match="walk-forward must be one of monthly, quarterly, none"):
+        train_and_publish(TrainConfig(**base, walk_forward="weekly"))
+    with pytest.raises(InputError, match="folds must be a positive integer, got 0"):
+        train_and_publish(TrainConfig(**base, folds=0))
+    with pytest.raises(InputError, match="members must be a positive integer, got 0"):
+        train_and_publish(TrainConfig(**base, members=0))
+    with pytest.raises(InputError, match="shrink applies to the relative encoding only"):
+        train_and_publish(TrainConfig(**base, preset="tutorial", shrink=0.5))
+    with pytest.raises(InputError, match=r"shrink must be in \[0, 1\], got 1.5"):
+        train_and_publish(TrainConfig(**base, shrink=1.5))
+    with pytest.raises(InputError, match="61 monthly folds need more monthly periods"):
+        train_and_publish(TrainConfig(**base, folds=61))
     assert not any(tmp_path.iterdir())
 
 
@@ -146,6 +167,8 @@ def test_parity_failure_publishes_nothing(
         epochs=1,
         units=2,
         layers=1,
+        members=1,
+        walk_forward="none",
     )
     with pytest.raises(
         ParityError, match=r"ONNX export differs from Keras by 0\.001 \(tolerance 0\.0001\)"
@@ -178,6 +201,8 @@ def test_other_window_column_and_stacked_layers(shared_data: Path, tmp_path: Pat
             layers=2,
             window=10,
             column="Open",
+            members=1,
+            walk_forward="none",
         )
     )
     manifest = bundle.manifest
