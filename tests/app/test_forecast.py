@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from app.main import create_app
 from model_store import Bundle, parse_price_csv
+from tests.app.support import app_settings
 
 CSV = {"content-type": "text/csv"}
 
@@ -111,10 +114,18 @@ def test_null_rows_are_skipped_and_reported(client: TestClient, january: bytes) 
     assert f"row 6 ({date}): Close is null, skipped" in body["warnings"]
 
 
+@pytest.fixture(scope="module")
+def minmax_client(tiny_minmax_store: Path) -> Iterator[TestClient]:
+    """An app serving the tiny MinMax (tutorial-kind) bundle: only it has a training range."""
+    with TestClient(create_app(app_settings(tiny_minmax_store))) as test_client:
+        yield test_client
+
+
 def test_closes_outside_the_training_range_are_reported(
-    client: TestClient, january: bytes, training_csv: bytes, tiny_bundle: Bundle
+    minmax_client: TestClient, january: bytes, training_csv: bytes, tiny_minmax_bundle: Bundle
 ) -> None:
-    scaler = tiny_bundle.manifest["scaler"]
+    client = minmax_client
+    scaler = tiny_minmax_bundle.manifest["scaler"]
     above = int(np.sum(parse_price_csv(january).values > scaler["data_max"]))
     assert above > 0  # January 2020 went past FB's 2015-2019 high
     body = client.post("/forecast", content=january, headers=CSV).json()
