@@ -131,9 +131,21 @@ def _walk_forward_panel(
     positions = np.arange(len(columns))
     series = (("model", "tab:green"), ("drift", "tab:orange"), ("moving_average", "tab:blue"))
     width = 0.8 / len(series)
+    # The axis spans the model's and drift's ratios (a few percent around 1); a baseline far off
+    # (the moving average is often 2-10x) would flatten everything else, so its bars are cut at
+    # the top and labelled with their value.
+    near = [values[label]["ratio"] for _, values in columns for label in ("model", "drift")]
+    low, high = min(0.95, min(near) - 0.02), max(1.05, max(near) + 0.02)
     for index, (label, colour) in enumerate(series):
         ratios = [values[label]["ratio"] for _, values in columns]
-        axes.bar(positions + (index - 1) * width, ratios, width, color=colour, label=label)
+        offsets = positions + (index - 1) * width
+        axes.bar(offsets, ratios, width, color=colour, label=label)
+        for offset, ratio in zip(offsets, ratios, strict=True):
+            if ratio > high:
+                axes.annotate(
+                    f"{ratio:.1f}", (offset, high), ha="center", va="top", fontsize=7, rotation=90
+                )
+    axes.set_ylim(low, high)
     axes.axhline(1.0, color="black", linewidth=1, label="persistence")
     axes.set_xticks(positions, [label for label, _ in columns], rotation=45, ha="right")
     axes.set_ylabel("RMSE / persistence RMSE")
