@@ -4,8 +4,8 @@ over a real app and real ONNX Runtime.
 The bundle with intervals is the tiny bundle republished with an `intervals` field calibrated
 (split-conformal, `model_store.conformal_quantiles`) on its own January residuals, so the expected
 bounds follow from numbers this file controls; the bundle without intervals is the tiny bundle
-republished without that field (as bundles trained before issue 8 are); the relative bundle is
-the same network republished with the scale-free encoding.
+republished without that field (as bundles trained before issue 8 are). The tiny bundle itself is
+the default kind (relative encoding, intervals calibrated by training) and is served as it is.
 """
 
 from __future__ import annotations
@@ -56,22 +56,6 @@ def without_intervals(
     manifest = {k: v for k, v in tiny_bundle.manifest.items() if k not in skip}
     files = {name: tiny_bundle.path / name for name in tiny_bundle.manifest["files"]}
     assert ModelStore(store).publish("tiny", files, manifest).intervals is None
-    with TestClient(create_app(app_settings(store))) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def relative_client(
-    tiny_bundle: Bundle, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TestClient]:
-    store = tmp_path_factory.mktemp("relative-store")
-    residuals = january_residuals(tiny_bundle)
-    republish(
-        tiny_bundle,
-        store,
-        scaler={"kind": "relative", "factor": 100.0},
-        intervals=Intervals(conformal_quantiles(residuals), len(residuals), "test").to_json(),
-    )
     with TestClient(create_app(app_settings(store))) as client:
         yield client
 
@@ -223,14 +207,24 @@ def test_another_price_level_right_after_the_training_data_does_not_use_the_cont
     assert len(client.post("/forecast", content=january, headers=CSV).json()["points"]) == 21
 
 
-def test_a_relative_bundle_scales_with_the_price_level(
-    relative_client: TestClient, last_2019_closes: list[float], shared_data: Path
+def test_the_trained_relative_bundle_serves_its_own_intervals(
+    client: TestClient, tiny_bundle: Bundle, last_2019_closes: list[float]
 ) -> None:
-    ready = relative_client.get("/model").json()
-    assert ready["scaler"]["kind"] == "relative"
-    base = relative_client.post("/predict", json={"closes": last_2019_closes}).json()
+    intervals = tiny_bundle.intervals
+    assert tiny_bundle.manifest["scaler"]["kind"] == "relative" and intervals is not None
+    body = client.post("/predict?level=90", json={"closes": last_2019_closes}).json()
+    lower, upper = intervals.bounds(body["next_close"], last_2019_closes[-1], 90)
+    assert (body["lower"], body["upper"]) == pytest.approx((float(lower), float(upper)))
+    assert body["lower"] < body["next_close"] < body["upper"]
+
+
+def test_a_relative_bundle_scales_with_the_price_level(
+    client: TestClient, last_2019_closes: list[float], shared_data: Path
+) -> None:
+    assert client.get("/model").json()["scaler"]["kind"] == "relative"
+    base = client.post("/predict", json={"closes": last_2019_closes}).json()
     tenfold = [close * 10 for close in last_2019_closes]
-    scaled = relative_client.post("/predict", json={"closes": tenfold}).json()
+    scaled = client.post("/predict", json={"closes": tenfold}).json()
     # Scale-free: the same relative window gives the same relative change, bounds included.
     for key in ("next_close", "lower", "upper"):
         assert scaled[key] == pytest.approx(base[key] * 10, rel=1e-5)
@@ -241,9 +235,7 @@ def test_a_relative_bundle_scales_with_the_price_level(
         ",".join(str(float(v) * 10) if i == close else v for i, v in enumerate(row.split(",")))
         for row in rows
     ]
-    body = relative_client.post(
-        "/forecast", content="\n".join([header, *upscaled]), headers=CSV
-    ).json()
+    body = client.post("/forecast", content="\n".join([header, *upscaled]), headers=CSV).json()
     # No MinMax range to leave, so no saturation warning for prices ten times the training's.
     assert not any("training range" in warning for warning in body["warnings"])
     assert len(body["points"]) == len(rows) - 40
