@@ -145,7 +145,10 @@ def _list(args: argparse.Namespace) -> int:
     if not names:
         print(f"no models in {args.store}")
         return 0
-    print(f"{'name':<24}{'version':>8}  {'created_at':<22}{'rmse':>10}{'persistence':>13}")
+    print(
+        f"{'name':<24}{'version':>8}  {'created_at':<22}{'preset':<10}{'rmse':>10}"
+        f"{'persistence':>13}{'wf ratio':>10}"
+    )
     for name in names:
         for version in store.versions(name):
             try:
@@ -153,17 +156,21 @@ def _list(args: argparse.Namespace) -> int:
             except ManifestError as exc:
                 print(f"{name:<24}{version:>8}  unreadable manifest: {exc}")
                 continue
-            rmse = manifest.get("metrics", {}).get("model", {}).get("rmse")
-            baseline = manifest.get("metrics", {}).get("persistence", {}).get("rmse")
+            metrics = manifest.get("metrics") or {}
+            rmse = (metrics.get("model") or {}).get("rmse")
+            baseline = (metrics.get("persistence") or {}).get("rmse")
+            walk_forward = ((metrics.get("walk_forward") or {}).get("overall") or {}).get("model")
+            preset = (manifest.get("training") or {}).get("preset", "-")
             print(
-                f"{name:<24}{version:>8}  {manifest['created_at']!s:<22}"
+                f"{name:<24}{version:>8}  {manifest['created_at']!s:<22}{preset!s:<10}"
                 f"{_number(rmse):>10}{_number(baseline):>13}"
+                f"{_number((walk_forward or {}).get('ratio'), 4):>10}"
             )
     return 0
 
 
-def _number(value: object) -> str:
-    return f"{value:.3f}" if isinstance(value, int | float) else "-"
+def _number(value: object, decimals: int = 3) -> str:
+    return f"{value:.{decimals}f}" if isinstance(value, int | float) else "-"
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -116,7 +116,15 @@ def test_train_list_verify_and_tamper(
 
     listed = run_cli("list", "--store", str(store))
     assert listed.returncode == 0
-    assert listed.stdout.splitlines()[1].split()[:2] == ["cli-tiny", "1"]
+    assert listed.stdout.splitlines()[1].split() == [
+        "cli-tiny",
+        "1",
+        manifest["created_at"],
+        "custom",
+        f"{metrics['model']['rmse']:.3f}",
+        "4.248",
+        f"{overall['model']['ratio']:.4f}",
+    ]
 
     verified = run_cli("verify", "--store", str(store), "--name", "cli-tiny", "--version", "1")
     assert verified.returncode == 0
