@@ -1,0 +1,116 @@
+"""The committed demo store (`models/fb-lstm`): v1 is the tutorial preset, the latest is the
+default preset, and the README's quality claims hold for the committed files themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+from model_store import Bundle, ModelStore, parse_price_csv
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STORE = REPO_ROOT / "models"
+
+
+@pytest.fixture(scope="module")
+def default_bundle() -> Bundle:
+    return ModelStore(STORE).verify("fb-lstm")
+
+
+@pytest.fixture(scope="module")
+def tutorial_bundle() -> Bundle:
+    return ModelStore(STORE).verify("fb-lstm", 1)
+
+
+def ratio(predicted: np.ndarray, actual: np.ndarray, last: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((predicted - actual) ** 2) / np.mean((last - actual) ** 2)))
+
+
+def test_every_version_verifies_and_latest_is_the_default_preset(
+    default_bundle: Bundle, tutorial_bundle: Bundle
+) -> None:
+    assert ModelStore(STORE).versions("fb-lstm") == [1, 2]
+    assert default_bundle.version == 2
+    training = default_bundle.manifest["training"]
+    assert (training["preset"], training["encoding"], training["seeds"]) == (
+        "default",
+        "relative",
+        [0, 1, 2],
+    )
+    assert training["shrink_source"] == "walk-forward"
+    assert tutorial_bundle.manifest["training"]["preset"] == "tutorial"
+    assert tutorial_bundle.manifest["scaler"]["kind"] == "minmax"
+
+
+def test_january_2020_is_not_worse_than_persistence_recomputed_with_onnx_runtime(
+    default_bundle: Bundle,
+) -> None:
+    manifest = default_bundle.manifest
+    assert manifest["metrics"]["model"]["ratio"] <= 1.0
+    evaluation = manifest["evaluation"]
+    actual = np.array(evaluation["actual"])
+    history = np.array(manifest["context"]["closes"] + evaluation["actual"])
+    windows = np.lib.stride_tricks.sliding_window_view(history, 40)[: len(actual)]
+    session = ort.InferenceSession(str(default_bundle.file("model.onnx")))
+    encoding = default_bundle.encoding
+    outputs = session.run(None, {session.get_inputs()[0].name: encoding.encode(windows)})[0]
+    served = encoding.decode(outputs, windows)
+    np.testing.assert_array_equal(served, evaluation["predicted"])
+    january = ratio(served, actual, windows[:, -1])
+    print(f"January 2020 ratio to persistence (ONNX Runtime, committed bundle): {january:.4f}")
+    assert january <= 1.0
+
+
+def test_walk_forward_is_reported_for_both_presets_and_intervals_cover(
+    default_bundle: Bundle, tutorial_bundle: Bundle
+) -> None:
+    default = default_bundle.manifest["metrics"]
+    tutorial = tutorial_bundle.manifest["metrics"]
+    assert default["walk_forward"]["scheme"] == "monthly"
+    assert len(default["walk_forward"]["folds"]) == 12
+    assert tutorial["walk_forward"]["scheme"] == "quarterly"
+    default_ratio = default["walk_forward"]["overall"]["model"]["ratio"]
+    tutorial_ratio = tutorial["walk_forward"]["overall"]["model"]["ratio"]
+    print(f"walk-forward ratio: default {default_ratio:.4f}, tutorial {tutorial_ratio:.4f}")
+    assert default_ratio < tutorial_ratio
+    coverage = default["intervals"]["walk_forward"]["95"]
+    print(f"95% interval, leave-one-fold-out walk-forward coverage: {coverage:.1%}")
+    assert 0.90 <= coverage <= 0.98
+
+
+def test_forecast_at_a_price_level_never_seen_stays_sensible(shared_data: Path) -> None:
+    """FB 2015-2019 multiplied by 10 (closes of 780..2,180 where training saw 78..218): the
+    scale-free default model's /forecast keeps its ratio to persistence."""
+    series = parse_price_csv((shared_data / "FB_training_data.csv").read_bytes())
+    rows = [
+        f"{date},{close * 10}"
+        for date, close in zip(series.iso_dates(), series.values, strict=True)
+    ]
+    settings = Settings(
+        model_store_dir=STORE,
+        model_name="fb-lstm",
+        model_version="latest",
+        predictor_backend="onnx",
+        model_poll_seconds=0.0,
+    )
+    with TestClient(create_app(settings)) as client:
+        response = client.post(
+            "/forecast",
+            content="Date,Close\n" + "\n".join(rows),
+            headers={"content-type": "text/csv"},
+        )
+    assert response.status_code == 200, response.text
+    points = response.json()["points"]
+    assert len(points) == len(series) - 40
+    predicted = np.array([point["predicted"] for point in points])
+    actual = np.array([point["actual"] for point in points])
+    last = series.values[39:-1] * 10
+    scaled = ratio(predicted, actual, last)
+    print(f"FB x10 /forecast ratio to persistence: {scaled:.4f} over {len(points)} days")
+    assert scaled <= 1.05
