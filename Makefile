@@ -51,7 +51,7 @@ deploy-lint: dev-deps
 		--profile train --profile scale config --quiet
 
 # One training run into $(STORE): PRESET=default (walk-forward backtest over 2019 + a 3-seed
-# ensemble, ~5 min on two cores) or PRESET=tutorial (the tutorial as written, ~25 min). Prints the
+# ensemble, ~2-4 min on two cores) or PRESET=tutorial (the tutorial as written, ~6 min). Prints the
 # test-month and walk-forward tables; extra flags go in TRAIN_ARGS (e.g. TRAIN_ARGS="--epochs 20").
 PRESET ?= default
 train: dev-deps
@@ -60,7 +60,7 @@ train: dev-deps
 
 # Rebuilds the committed demo store from scratch (replaces every version in models/$(NAME)):
 # v1 = the tutorial preset (seed 42), v2 = the default preset (seeds 0, 1, 2), so `latest` serves
-# the default and /admin/pin {"version": 1} rolls back to the tutorial. ~30 min on two cores.
+# the default and /admin/pin {"version": 1} rolls back to the tutorial. ~8 min on two cores.
 demo-bundle: dev-deps
 	rm -rf $(STORE)/$(NAME)
 	$(BIN)/python -m training train --preset tutorial --seed 42 \
