@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -23,7 +23,6 @@ from playwright.sync_api import (
     BrowserContext,
     ConsoleMessage,
     Page,
-    Route,
     sync_playwright,
 )
 
@@ -413,32 +412,57 @@ def test_a_separately_hosted_page_calls_the_api_named_by_the_query(
     context.close()
 
 
-def test_interval_bounds_in_the_answer_are_drawn_as_bands(
-    new_visit: Callable[[], Visit], server: str, shared_data: Path
+def test_the_served_intervals_are_drawn_as_bands_at_the_chosen_level(
+    visit: Visit, server: str, shared_data: Path, demo_bundle: Bundle
 ) -> None:
-    # Today's API sends no bounds; a later one may. The server's real /forecast answer, with bounds
-    # added on its way to the page, must get a band under each line; the plain answer none.
-    # (Chromium does not hand multipart file bodies to route.fetch(), so the CSV is re-sent here.)
+    # The demo bundle carries calibrated intervals: the first render already has its 95% bands.
+    assert demo_bundle.intervals is not None, "models/fb-lstm has no intervals"
+    page = visit.page
+    assert page.locator("#chart").get_attribute("data-level") == "95"
+    assert {"predicted-lower", "predicted-upper", "horizon-lower", "horizon-upper"} <= set(
+        visit.traces()
+    )
     csv_path = shared_data / AAPL
-
-    def add_bounds(route: Route) -> None:
-        query = dict(parse_qsl(urlsplit(route.request.url).query))
-        with csv_path.open("rb") as handle:
-            answer = httpx.post(f"{server}/forecast", params=query, files={"file": (AAPL, handle)})
-        body = answer.json()
-        for point in body["points"] + body["horizon"]:
-            point["lower"], point["upper"] = point["predicted"] - 5.0, point["predicted"] + 5.0
-        route.fulfill(status=answer.status_code, json=body)
-
-    visit = new_visit()
-    assert not {"predicted-lower", "horizon-lower"} & visit.traces().keys()
-    visit.page.route("**/forecast?*", add_bounds)
-    visit.page.set_input_files("#file-input", csv_path)
-    visit.page.wait_for_selector(f"#chart[data-source='upload:{AAPL}']")
+    page.set_input_files("#file-input", csv_path)
+    page.wait_for_selector(f"#chart[data-source='upload:{AAPL}'][data-level='95'] .main-svg")
+    at_95 = visit.traces()
+    page.select_option("#level", "80")
+    page.wait_for_selector(f"#chart[data-source='upload:{AAPL}'][data-level='80'] .main-svg")
+    visit.screenshot("dashboard-level-80.png")
+    with csv_path.open("rb") as handle:
+        response = httpx.post(
+            f"{server}/forecast",
+            params={"horizon": HORIZON, "level": 80},
+            files={"file": (AAPL, handle)},
+        )
+    expected = response.json()
     traces = visit.traces()
-    for line in ("predicted", "horizon"):
-        assert traces[f"{line}-lower"]["x"] == traces[line]["x"]
-        assert traces[f"{line}-lower"]["y"] == pytest.approx([y - 5.0 for y in traces[line]["y"]])
-        assert traces[f"{line}-upper"]["y"] == pytest.approx([y + 5.0 for y in traces[line]["y"]])
-    assert visit.page.locator("#chart .fills path").count() == 2
+    for line, rows in (("predicted", expected["points"]), ("horizon", expected["horizon"])):
+        assert traces[f"{line}-lower"]["x"] == traces[line]["x"] == [row["date"] for row in rows]
+        assert traces[f"{line}-lower"]["y"] == pytest.approx([row["lower"] for row in rows])
+        assert traces[f"{line}-upper"]["y"] == pytest.approx([row["upper"] for row in rows])
+        widths_80 = [
+            u - lo
+            for u, lo in zip(
+                traces[f"{line}-upper"]["y"], traces[f"{line}-lower"]["y"], strict=True
+            )
+        ]
+        widths_95 = [
+            u - lo
+            for u, lo in zip(at_95[f"{line}-upper"]["y"], at_95[f"{line}-lower"]["y"], strict=True)
+        ]
+        assert all(a < b for a, b in zip(widths_80, widths_95, strict=True))
+    names = page.evaluate("() => document.getElementById('chart').data.map(t => t.name)")
+    assert "80% prediction interval" in names and "80% horizon interval" in names
+    assert page.locator("#chart .fills path").count() == 2
+    coverage = expected["metrics"]["coverage"]
+    assert (
+        f"{coverage * 100:.1f} % of them inside their 80% interval"
+        in page.locator("#forecast-metrics-caption").inner_text()
+    )
+
+    page.click("#predict-btn")
+    page.wait_for_selector("#predict-result[data-next-close]")
+    result = page.locator("#predict-result").inner_text()
+    assert "80% interval $" in result
     visit.assert_clean()
