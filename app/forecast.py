@@ -1,4 +1,5 @@
-"""Pure forecast logic: a price series (plus the bundle's context) -> points, metrics, horizon.
+"""Pure forecast logic: a price series (plus the bundle's context and intervals) -> history,
+points, metrics, horizon, with prediction bounds.
 
 No HTTP here; the router parses the CSV and hands over a predict function.
 """
