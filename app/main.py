@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.registry = registry
-    app.state.batcher = MicroBatcher(in_flight=lambda: metrics.in_flight)
+    app.state.batcher = MicroBatcher(on_batch=metrics.batch_windows.observe)
     install_error_handlers(app)
     for router in (predict, forecast, health, models, admin, dashboard):
         app.include_router(router.router)

@@ -34,6 +34,13 @@ class ServiceMetrics:
             ["endpoint"],
             registry=self.registry,
         )
+        self.batch_windows = Histogram(
+            "predict_batch_windows",
+            "Windows per model call made by the /predict batcher (concurrent single-window "
+            "requests share one call).",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
         self.served_version = Gauge(
             "model_served_version",
             "Version of the bundle being served (0 when none).",
@@ -57,14 +64,6 @@ class ServiceMetrics:
             ["name"],
             registry=self.registry,
         )
-        # A plain int, read by the /predict batcher on every request; exported at scrape time.
-        self.in_flight = 0
-        self.in_flight_gauge = Gauge(
-            "http_requests_in_flight",
-            "HTTP requests being handled right now.",
-            registry=self.registry,
-        )
-        self.in_flight_gauge.set_function(lambda: self.in_flight)
 
 
 class RequestMetricsMiddleware:
@@ -80,7 +79,6 @@ class RequestMetricsMiddleware:
             return
         status: int | None = None
         started = time.perf_counter()
-        self.metrics.in_flight += 1
 
         async def send_with_status(message: Message) -> None:
             nonlocal status
@@ -94,7 +92,6 @@ class RequestMetricsMiddleware:
             status = status or 500
             raise
         finally:
-            self.metrics.in_flight -= 1
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]

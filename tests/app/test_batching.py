@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.batching import MicroBatcher
 from app.errors import InvalidInputError
 from app.predictor import OnnxRuntime, Predictor
 from model_store import Bundle
+from tests.app.support import uvicorn_server
 
 
 class RecordingRuntime:
@@ -131,32 +135,31 @@ def test_single_predict_over_http_matches_the_batch_endpoint(
     )
 
 
-def test_a_request_that_is_alone_is_predicted_at_once(tiny_bundle: Bundle) -> None:
-    """No other request in flight: no batch of one, no loop turn (the coroutine never waits)."""
-    runtime = RecordingRuntime(tiny_bundle)
-    predictor = Predictor(tiny_bundle, runtime)
-    window = windows_of(tiny_bundle, 1)[0]
-    coroutine = MicroBatcher(in_flight=lambda: 1).predict(predictor, window)
+@pytest.mark.slow
+def test_concurrent_requests_to_a_real_server_share_model_calls(
+    tiny_store: Path, tiny_bundle: Bundle, tmp_path: Path
+) -> None:
+    """Under uvicorn a request runs to the batcher without yielding, so only the batcher's own
+    loop turn lets concurrent requests meet; the batch-size histogram shows whether they did."""
+    env = {"MODEL_STORE_DIR": str(tiny_store), "MODEL_NAME": "tiny", "MODEL_POLL_SECONDS": "0"}
+    windows = windows_of(tiny_bundle, 64).tolist()
 
-    with pytest.raises(StopIteration) as finished:
-        coroutine.send(None)
+    async def bursts(base: str) -> list[int]:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+            statuses = []
+            for _ in range(5):
+                answers = await asyncio.gather(
+                    *(client.post("/predict", json={"closes": w}) for w in windows)
+                )
+                statuses += [answer.status_code for answer in answers]
+            return statuses
 
-    assert finished.value.value == pytest.approx(float(predictor.predict(window[None, :])[0]))
-    assert runtime.calls[0] == 1
+    with uvicorn_server(env, tmp_path / "uvicorn.log") as (base, _):
+        statuses = asyncio.run(bursts(base))
+        families = text_string_to_metric_families(httpx.get(f"{base}/metrics").text)
+        samples = {s.name: s.value for f in families for s in f.samples if not s.labels}
 
-
-def test_requests_in_flight_are_batched(tiny_bundle: Bundle) -> None:
-    runtime = RecordingRuntime(tiny_bundle)
-    predictor = Predictor(tiny_bundle, runtime)
-    batcher = MicroBatcher(in_flight=lambda: 8)
-
-    answers = asyncio.run(predict_concurrently(batcher, predictor, windows_of(tiny_bundle, 8)))
-
-    assert runtime.calls == [8]
-    assert all(isinstance(answer, float) for answer in answers)
-
-
-def test_metrics_count_the_requests_in_flight(client: TestClient) -> None:
-    text = client.get("/metrics").text
-    # The scrape itself is the one request being handled.
-    assert "\nhttp_requests_in_flight 1.0\n" in text
+    assert statuses == [200] * 320
+    assert samples["predict_batch_windows_sum"] == 320
+    assert samples["predict_batch_windows_count"] < 320  # some calls held several windows
