@@ -88,12 +88,16 @@ class Settings(BaseSettings):
         return version if isinstance(version, int) else None
 
 
+# Settings whose value is a secret: never echoed in an error.
+_SECRET_SETTINGS = frozenset({"ADMIN_TOKEN"})
+
+
 def _env_error(error: Any) -> str:
     variable = ".".join(str(part) for part in error["loc"]).upper()
     message = str(error["msg"]).removeprefix("Value error, ")
     # The token's value must never reach a log, and the validators' own messages already
     # quote the name and version they refuse.
-    if variable == "ADMIN_TOKEN" or repr(error["input"])[:60] in message:
+    if variable in _SECRET_SETTINGS or repr(error["input"])[:60] in message:
         return f"{variable}: {message}"
     return f"{variable}={repr(error['input'])[:60]}: {message}"
 

@@ -91,9 +91,12 @@ def truncated_manifest(folder: Path) -> None:
     path.write_bytes(path.read_bytes()[:100])
 
 
-def zero_scale(folder: Path) -> None:
+def undecodable_scaler(folder: Path) -> None:
+    """A scaler that would turn every output into inf or nonsense: zero MinMax scale, or a zero
+    relative factor, whichever kind the bundle has."""
     manifest = read_manifest(folder)
-    manifest["scaler"]["scale"] = 0.0
+    scaler = manifest["scaler"]
+    scaler["scale" if scaler["kind"] == "minmax" else "factor"] = 0.0
     write_manifest(folder, manifest)
 
 
@@ -165,7 +168,7 @@ def test_corrupt_versions_are_refused_and_a_good_one_swapped_in_under_load(
         ("unlisted extra file", unlisted_extra_file, "unexpected file payload.sh"),
         ("text as model.onnx, hashed", garbage_onnx_with_valid_hash, "INVALID_PROTOBUF"),
         ("truncated manifest.json", truncated_manifest, "manifest.json is unreadable"),
-        ("scaler with zero scale", zero_scale, "zero scale"),
+        ("scaler that cannot decode", undecodable_scaler, "manifest field 'scaler' has"),
         ("Lambda layer in model.keras, hashed", lambda_keras(lambda_model), "Lambda"),
     ]
     server = start_server(private_store, NAME, MODEL_POLL_SECONDS=POLL)
