@@ -31,7 +31,7 @@ dev-deps: $(VENV)/.dev-installed
 run: serve-deps
 	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
 
-test: dev-deps browser
+test: dev-deps browser lint
 	$(BIN)/python -m pytest
 
 # Debian's headless Chromium for the dashboard browser test (Playwright drives /usr/bin/chromium).
