@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from store_samples import MANIFEST
 
 from model_store import ModelStore
 from model_store import store as store_module
@@ -23,19 +24,6 @@ from training.cli import main as training_cli
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRASHED = 97
 FILES = {"model.onnx": b"onnx" * 1000, "model.keras": b"keras" * 1000, "report.png": b"png"}
-MANIFEST: dict[str, Any] = {
-    "window": 3,
-    "feature": "Close",
-    "scaler": {
-        "kind": "minmax",
-        "data_min": 1.0,
-        "data_max": 3.0,
-        "scale": 0.5,
-        "min": -0.5,
-        "feature_range": [0.0, 1.0],
-    },
-    "context": {"dates": ["2020-01-01", "2020-01-02", "2020-01-03"], "closes": [1.0, 2.0, 3.0]},
-}
 
 CHILD = """
 import os, sys

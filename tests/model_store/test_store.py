@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from store_samples import MANIFEST
 
 from model_store import (
     Bundle,
@@ -25,20 +26,6 @@ from model_store import (
     VersionNotFoundError,
     parse_version,
 )
-
-MANIFEST: dict[str, Any] = {
-    "window": 3,
-    "feature": "Close",
-    "scaler": {
-        "kind": "minmax",
-        "data_min": 1.0,
-        "data_max": 3.0,
-        "scale": 0.5,
-        "min": -0.5,
-        "feature_range": [0.0, 1.0],
-    },
-    "context": {"dates": ["2020-01-01", "2020-01-02", "2020-01-03"], "closes": [1.0, 2.0, 3.0]},
-}
 
 
 def publish(store: ModelStore, name: str = "demo", payload: bytes = b"weights") -> Bundle:
