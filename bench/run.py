@@ -120,6 +120,27 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+def measure_wrk(server: Server, script: Path, plan: Plan, result: BackendResult) -> load.WrkResult:
+    """One wrk run of /predict at the plan's concurrency, recorded into `result` with the
+    server's CPU per request over the run."""
+    cpu_before = server.cpu_seconds()
+    wrk = load.run_wrk(
+        server.port,
+        "/predict",
+        script,
+        connections=plan.wrk_connections,
+        duration_s=plan.wrk_seconds,
+        threads=plan.wrk_threads,
+    )
+    if wrk.requests:
+        result.add("cpu_per_request_ms", (server.cpu_seconds() - cpu_before) * 1e3 / wrk.requests)
+    result.add("wrk_rps", wrk.requests_per_s)
+    result.add("wrk_errors", wrk.errors)
+    result.add("wrk_p50_ms", wrk.p50_ms)
+    result.add("wrk_p99_ms", wrk.p99_ms)
+    return wrk
+
+
 def measure_backend(
     backend: str, args: argparse.Namespace, plan: Plan, work: Workload, scratch: Path
 ) -> BackendResult:
@@ -170,22 +191,7 @@ def measure_backend(
 
         script = load.write_wrk_script(scratch, work.single)
         for _ in range(plan.wrk_runs[backend]):
-            cpu_before = server.cpu_seconds()
-            wrk = load.run_wrk(
-                server.port,
-                "/predict",
-                script,
-                connections=plan.wrk_connections,
-                duration_s=plan.wrk_seconds,
-                threads=plan.wrk_threads,
-            )
-            if wrk.requests:
-                cpu_ms = (server.cpu_seconds() - cpu_before) * 1e3 / wrk.requests
-                result.add("cpu_per_request_ms", cpu_ms)
-            result.add("wrk_rps", wrk.requests_per_s)
-            result.add("wrk_errors", wrk.errors)
-            result.add("wrk_p50_ms", wrk.p50_ms)
-            result.add("wrk_p99_ms", wrk.p99_ms)
+            wrk = measure_wrk(server, script, plan, result)
             log(f"{backend}: wrk {wrk.requests_per_s:.0f} req/s, {wrk.errors} errors")
         result.add("peak_rss_mb", server.rss_mb())
 
@@ -242,23 +248,7 @@ def measure_workers(
         script = load.write_wrk_script(scratch, work.single)
         load.run_wrk(server.port, "/predict", script, connections=8, duration_s=1, threads=1)
         result.add("rss_mb", server.rss_mb())
-        cpu_before = server.cpu_seconds()
-        wrk = load.run_wrk(
-            server.port,
-            "/predict",
-            script,
-            connections=plan.wrk_connections,
-            duration_s=plan.wrk_seconds,
-            threads=plan.wrk_threads,
-        )
-        if wrk.requests:
-            result.add(
-                "cpu_per_request_ms", (server.cpu_seconds() - cpu_before) * 1e3 / wrk.requests
-            )
-        result.add("wrk_rps", wrk.requests_per_s)
-        result.add("wrk_errors", wrk.errors)
-        result.add("wrk_p50_ms", wrk.p50_ms)
-        result.add("wrk_p99_ms", wrk.p99_ms)
+        wrk = measure_wrk(server, script, plan, result)
         log(f"onnx x{workers} workers: wrk {wrk.requests_per_s:.0f} req/s, {wrk.errors} errors")
     return result
 
