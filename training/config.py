@@ -102,10 +102,11 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One optional flag per setting (`--batch-size` for `batch_size`), unset meaning the preset's."""
     hints = typing.get_type_hints(Settings)
     for name, field in SETTINGS.items():
+        # `float | None` parses as a float: an absent flag is the `None`.
         kind = next((a for a in typing.get_args(hints[name]) if a is not type(None)), hints[name])
         parser.add_argument(
             f"--{name.replace('_', '-')}",
-            type=None if kind is str else kind,
+            type=kind,
             choices=field.metadata["choices"],
             help=field.metadata["help"],
         )

@@ -15,10 +15,9 @@ from pathlib import Path
 from model_store import Bundle, ModelStore
 from training.config import TrainConfig
 from training.data import TrainTestData, load_train_test
-from training.presets import ENCODINGS
 from training.walkforward import Fold, plan_folds
 
-__all__ = ["ENCODINGS", "TrainConfig", "train_and_publish"]
+__all__ = ["TrainConfig", "train_and_publish"]  # TrainConfig: callers import it from here
 
 logger = logging.getLogger(__name__)
 
