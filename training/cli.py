@@ -19,11 +19,12 @@ from model_store import (
     ModelStoreError,
     SeriesError,
 )
+from training.config import TrainConfig, add_setting_flags, flagged_settings
 from training.errors import InputError, ParityError
 from training.evaluate import BASELINES, comparison_table
-from training.pipeline import ENCODINGS, TrainConfig, train_and_publish
+from training.pipeline import train_and_publish
 from training.presets import PRESETS
-from training.walkforward import SCHEMES, folds_table
+from training.walkforward import folds_table
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -49,27 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         help="settings every flag below defaults to: 'default' (relative 3-seed ensemble, "
         "the walk-forward winner) or 'tutorial' (the reference tutorial as written)",
     )
-    train.add_argument("--encoding", choices=ENCODINGS, help="relative | minmax (levels)")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--units", type=int, help="LSTM units per layer")
-    train.add_argument("--layers", type=int, help="number of stacked LSTM layers")
-    train.add_argument("--dropout", type=float)
-    train.add_argument("--window", type=int, default=40, help="closes per input window")
-    train.add_argument("--seed", type=int, help="first member's seed; member i uses seed + i")
-    train.add_argument("--members", type=int, help="ensemble size (models averaged)")
-    train.add_argument(
-        "--walk-forward",
-        choices=SCHEMES,
-        help="backtest folds over the end of the training CSV (none: skip the backtest)",
-    )
-    train.add_argument("--folds", type=int, help="number of walk-forward folds (last N periods)")
-    train.add_argument(
-        "--shrink",
-        type=float,
-        help="fraction of the predicted change kept (relative encoding; default: the "
-        "walk-forward's best of 0, .25, .5, .75, 1)",
-    )
+    add_setting_flags(train)
     train.add_argument("--column", default="Close", help="price column to model")
 
     listing = commands.add_parser("list", help="list complete versions in a store")
@@ -90,19 +71,8 @@ def _train(args: argparse.Namespace) -> int:
             store=args.store,
             name=args.name,
             preset=args.preset,
-            encoding=args.encoding,
-            epochs=args.epochs,
-            units=args.units,
-            layers=args.layers,
-            batch_size=args.batch_size,
-            dropout=args.dropout,
-            window=args.window,
-            seed=args.seed,
-            members=args.members,
-            walk_forward=args.walk_forward,
-            folds=args.folds,
-            shrink=args.shrink,
             column=args.column,
+            **flagged_settings(args),
         )
     )
     manifest = bundle.manifest

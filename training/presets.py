@@ -1,4 +1,7 @@
-"""Named hyperparameter sets. A preset fills every setting a run leaves unset.
+"""The hyperparameters, declared once, and the named presets that fill every one a run leaves unset.
+
+Each `Settings` field carries its command-line help and the rule its value must satisfy; the CLI
+flags, the validation and the manifest's `training` block are derived from these declarations.
 
 `default` is the walk-forward winner (see README "Model quality"): scale-free relative windows,
 sign-flipped copies, a bias-free LSTM(16), 10 epochs, three seeds averaged, the output shrunk
@@ -9,24 +12,66 @@ quarterly folds by default because each of its fits takes ~5 minutes on two core
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
+
+ENCODINGS = ("relative", "minmax")
+SCHEMES = ("monthly", "quarterly", "none")
+
+
+def setting(
+    help: str | None = None,
+    *,
+    rule: str,
+    choices: tuple[str, ...] | None = None,
+    model: bool = False,
+    manifest: bool = False,
+) -> Any:
+    """A declared hyperparameter: its flag help, the `rule` its value obeys (see
+    `training.config`), its `choices`, whether changing it changes the trained `model` (so the
+    run is no longer its preset) and whether the manifest's `training` block records it as set."""
+    metadata = {"help": help, "rule": rule, "choices": choices, "model": model}
+    return dataclasses.field(metadata={**metadata, "manifest": manifest})
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting of a run after the preset has filled the gaps."""
+    """Every setting of a run after the preset has filled the gaps (in command-line order)."""
 
-    encoding: str
-    epochs: int
-    units: int
-    layers: int
-    dropout: float
-    batch_size: int
-    seed: int
-    members: int
-    walk_forward: str
-    folds: int
-    shrink: float | None  # None: chosen by the walk-forward (relative encoding only)
+    encoding: str = setting(
+        "relative | minmax (levels)",
+        rule="choice",
+        choices=ENCODINGS,
+        model=True,
+        manifest=True,
+    )
+    epochs: int = setting(rule="positive", model=True, manifest=True)
+    batch_size: int = setting(rule="positive", model=True, manifest=True)
+    units: int = setting("LSTM units per layer", rule="positive", model=True, manifest=True)
+    layers: int = setting(
+        "number of stacked LSTM layers", rule="positive", model=True, manifest=True
+    )
+    dropout: float = setting(rule="fraction", model=True, manifest=True)
+    window: int = setting("closes per input window", rule="positive", model=True)
+    seed: int = setting(
+        "first member's seed; member i uses seed + i", rule="non-negative", manifest=True
+    )
+    members: int = setting(
+        "ensemble size (models averaged)", rule="positive", model=True, manifest=True
+    )
+    walk_forward: str = setting(
+        "backtest folds over the end of the training CSV (none: skip the backtest)",
+        rule="choice",
+        choices=SCHEMES,
+    )
+    folds: int = setting("number of walk-forward folds (last N periods)", rule="positive")
+    # None: chosen by the walk-forward (relative encoding only).
+    shrink: float | None = setting(
+        "fraction of the predicted change kept (relative encoding; default: the "
+        "walk-forward's best of 0, .25, .5, .75, 1)",
+        rule="shrink",
+    )
 
     @property
     def seeds(self) -> list[int]:
@@ -44,15 +89,28 @@ class Settings:
         constant drift; the tutorial's Dense keeps its bias."""
         return self.encoding != "relative"
 
+    def recorded(self) -> dict[str, Any]:
+        """The settings the manifest's `training` block records as they were set."""
+        return {
+            name: getattr(self, name) for name in SETTINGS if SETTINGS[name].metadata["manifest"]
+        }
+
+
+SETTINGS = {field.name: field for field in dataclasses.fields(Settings)}
+
+# Settings that change the trained model; a run that overrides any of them is `custom`. Seeds,
+# the evaluation scheme and the shrink (chosen from the data) do not change what the preset is.
+MODEL_SETTINGS = tuple(name for name, field in SETTINGS.items() if field.metadata["model"])
 
 PRESETS = {
     "default": Settings(
         encoding="relative",
         epochs=10,
+        batch_size=32,
         units=16,
         layers=1,
         dropout=0.0,
-        batch_size=32,
+        window=40,
         seed=0,
         members=3,
         walk_forward="monthly",
@@ -62,10 +120,11 @@ PRESETS = {
     "tutorial": Settings(
         encoding="minmax",
         epochs=100,
+        batch_size=32,
         units=45,
         layers=4,
         dropout=0.2,
-        batch_size=32,
+        window=40,
         seed=42,
         members=1,
         walk_forward="quarterly",
@@ -73,7 +132,3 @@ PRESETS = {
         shrink=None,
     ),
 }
-
-# Settings that change the trained model; a run that overrides any of them is `custom`. Seeds,
-# the evaluation scheme and the shrink (chosen from the data) do not change what the preset is.
-MODEL_SETTINGS = ("encoding", "epochs", "units", "layers", "dropout", "batch_size", "members")

@@ -20,7 +20,6 @@ from model_store import conformal_quantiles, sliding_windows
 from training.errors import InputError
 from training.evaluate import BASELINES, baseline_predictions, scored
 
-SCHEMES = ("monthly", "quarterly", "none")
 SHRINKS = (0.0, 0.25, 0.5, 0.75, 1.0)
 COVERAGE_LEVELS = (80, 95)
 
