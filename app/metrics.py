@@ -64,6 +64,30 @@ class ServiceMetrics:
             ["name"],
             registry=self.registry,
         )
+        self.rejected = Counter(
+            "http_requests_rejected_total",
+            "Requests refused before they ran, by reason (overloaded: 503 past the admission "
+            "budget).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.timed_out = Counter(
+            "http_requests_timed_out_total",
+            "Requests answered 408 because their body did not arrive within BODY_TIMEOUT_SECONDS.",
+            ["phase"],
+            registry=self.registry,
+        )
+        self.admission_bytes = Gauge(
+            "admission_in_flight_bytes",
+            "Request-body bytes of heavy requests being handled (against ADMISSION_BUDGET_BYTES).",
+            registry=self.registry,
+        )
+        self.admission_wait = Histogram(
+            "admission_wait_seconds",
+            "How long admitted heavy requests waited for budget.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
 
 
 class RequestMetricsMiddleware:
