@@ -29,7 +29,8 @@ serve-deps: $(VENV)/.serve-installed
 dev-deps: $(VENV)/.dev-installed
 
 run: serve-deps
-	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
+	$(BIN)/uvicorn app.main:app --http app.http_protocol:BoundedHttpToolsProtocol \
+		--host $(HOST) --port $(PORT)
 
 test: dev-deps browser lint
 	$(BIN)/python -m pytest
