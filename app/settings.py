@@ -50,8 +50,10 @@ class Settings(BaseSettings):
     max_forecast_rows: int = Field(
         default=300_000, gt=0, description="Most CSV lines (after the header) one /forecast reads."
     )
+    # One largest upload at a time by default: on two cores, heavy work gets one and the event
+    # loop keeps the other.
     admission_budget_bytes: int = Field(
-        default=32 * 1024 * 1024,
+        default=16 * 1024 * 1024,
         gt=0,
         description="Request-body bytes of heavy requests handled at once; at least MAX_BODY_BYTES.",
     )

@@ -41,7 +41,10 @@ def price_csv(rows: int, seed: int = 0) -> bytes:
     rng = np.random.default_rng(seed)
     days = np.busday_offset("1990-01-01", np.arange(rows), roll="forward")
     closes = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, rows)))
-    lines = [f"{d},{c:.4f},{c:.4f},{c:.4f},{c:.6f},{c:.6f},1000" for d, c in zip(days, closes)]
+    lines = [
+        f"{d},{c:.4f},{c:.4f},{c:.4f},{c:.6f},{c:.6f},1000"
+        for d, c in zip(days, closes, strict=True)
+    ]
     return ("Date,Open,High,Low,Close,Adj Close,Volume\n" + "\n".join(lines) + "\n").encode()
 
 
