@@ -17,6 +17,7 @@ from app.admission import AdmissionBudget, AdmissionMiddleware
 from app.batching import MicroBatcher
 from app.body_limit import BodyLimitMiddleware
 from app.errors import install_error_handlers
+from app.memory import limit_malloc_arenas
 from app.metrics import RequestMetricsMiddleware, ServiceMetrics
 from app.registry import ModelRegistry
 from app.routers import admin, dashboard, forecast, health, models, predict
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limit_malloc_arenas()  # before the worker threads exist
         await registry.start()
         # What exists now (FastAPI, pydantic, numpy, ONNX Runtime, the bundle) lives as long as
         # the process: freezing it keeps the full collections that requests trigger from walking
