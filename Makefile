@@ -8,7 +8,7 @@ DATA   ?= ../shared/data
 STORE  ?= models
 NAME   ?= fb-lstm
 
-.PHONY: run test browser lint deploy-lint train demo-bundle serve-deps dev-deps clean soak audit
+.PHONY: run test browser lint deploy-lint train demo-bundle serve-deps dev-deps clean soak audit stress
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,8 @@ serve-deps: $(VENV)/.serve-installed
 dev-deps: $(VENV)/.dev-installed
 
 run: serve-deps
-	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
+	$(BIN)/uvicorn app.main:app --http app.http_protocol:BoundedHttpToolsProtocol \
+		--host $(HOST) --port $(PORT)
 
 test: dev-deps browser lint
 	$(BIN)/python -m pytest
@@ -83,6 +84,13 @@ bench: dev-deps
 soak: dev-deps
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
 	$(BIN)/python -m bench.soak --store $(STORE) --name $(NAME)
+
+# The resource bounds under abuse on one worker (~4 min): a generated 15 MB CSV alone, then 16
+# clients uploading it for a minute during wrk -c32 on /predict, then 3,000 slow request heads.
+# Writes bench/STRESS.md.
+stress: dev-deps
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
+	$(BIN)/python -m bench.stress --store $(STORE) --name $(NAME)
 
 # Asks PyPI for published advisories on every pin in requirements/serve.txt (needs the network;
 # recorded in SECURITY.md). The offline floor check runs in `make test`.

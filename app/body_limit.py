@@ -1,4 +1,5 @@
-"""Caps request bodies at MAX_BODY_BYTES, counting the bytes actually received.
+"""Caps request bodies at MAX_BODY_BYTES, counting the bytes actually received, and their
+arrival at BODY_TIMEOUT_SECONDS (408 and close: a client dribbling a body holds its budget).
 
 Counting received bytes (not trusting Content-Length) caps chunked bodies too. The body is read
 in full before the app runs, so an oversized request is answered with the service's JSON 413
@@ -6,6 +7,9 @@ before any endpoint sees it. Starlette's own limiter answers some 413s in plain 
 """
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,9 +20,17 @@ from app.errors import error_response
 class BodyLimitMiddleware:
     """Reads each HTTP request body up to `max_bytes`, then replays it to the app."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        timeout_seconds: float | None = None,
+        on_timeout: Callable[[], None] | None = None,
+    ):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_seconds = timeout_seconds
+        self.on_timeout = on_timeout
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
@@ -27,6 +39,34 @@ class BodyLimitMiddleware:
             f"request body is larger than the limit of {self.max_bytes} bytes",
         )
         await response(scope, receive, send)
+
+    async def _time_out(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.on_timeout is not None:
+            self.on_timeout()
+        response = error_response(
+            408,
+            "request_timeout",
+            f"request body did not arrive within {self.timeout_seconds:g} s",
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+    async def _read(self, scope: Scope, receive: Receive, send: Send) -> list[bytes] | None:
+        """The body's chunks, or None when it was refused or the client went away."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._reject(scope, receive, send)
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -37,28 +77,24 @@ class BodyLimitMiddleware:
             await self._reject(scope, receive, send)
             return
 
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._reject(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-
-        replayed = False
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                chunks = await self._read(scope, receive, send)
+        except TimeoutError:
+            await self._time_out(scope, receive, send)
+            return
+        if chunks is None:
+            return
+        body: bytes | None = b"".join(chunks)
+        chunks.clear()
 
         async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            nonlocal body
+            if body is not None:
+                # Handed over once, not kept here: the app holds the only copy.
+                message: Message = {"type": "http.request", "body": body, "more_body": False}
+                body = None
+                return message
             return await receive()
 
         await self.app(scope, replay, send)

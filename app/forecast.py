@@ -33,18 +33,52 @@ class Context:
 
 @dataclass(frozen=True)
 class ForecastResult:
-    """Everything /forecast returns apart from the model reference."""
+    """Everything /forecast returns apart from the model reference. The points stay numpy
+    arrays (one Python object per point would be ~400 bytes: 100 MB for a 16 MB CSV), turned
+    into rows a slice at a time."""
 
-    points: list[dict[str, Any]]
+    point_dates: np.ndarray  # datetime64[D]
+    actual: np.ndarray
+    predicted: np.ndarray
+    bounds: tuple[np.ndarray, np.ndarray] | None
     metrics: dict[str, Any]
     horizon: list[dict[str, Any]]
     history: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def point_count(self) -> int:
+        """How many CSV rows were predicted."""
+        return len(self.predicted)
+
+    @property
     def predictions_made(self) -> int:
         """How many closes were predicted (points plus horizon)."""
-        return len(self.points) + len(self.horizon)
+        return self.point_count + len(self.horizon)
+
+    def point_rows(self, start: int, stop: int) -> list[dict[str, Any]]:
+        """Points `start:stop` as response rows."""
+        span = slice(start, stop)
+        count = len(self.predicted[span])
+        lowers, uppers = _bound_lists(
+            None if self.bounds is None else (self.bounds[0][span], self.bounds[1][span]), count
+        )
+        return [
+            {"date": day, "actual": a, "predicted": p, "lower": lo, "upper": up}
+            for day, a, p, lo, up in zip(
+                self.point_dates[span].astype(str).tolist(),
+                self.actual[span].tolist(),
+                self.predicted[span].tolist(),
+                lowers,
+                uppers,
+                strict=True,
+            )
+        ]
+
+    @property
+    def points(self) -> list[dict[str, Any]]:
+        """Every point as a response row."""
+        return self.point_rows(0, self.point_count)
 
 
 def follows_context(context: Context, first_date: np.datetime64) -> bool:
@@ -205,14 +239,6 @@ def forecast_series(
     point_bounds = (
         None if intervals is None else intervals.bounds(predicted[:count], persistence, level)
     )
-    lowers, uppers = _bound_lists(point_bounds, count)
-    points = [
-        {"date": str(day), "actual": float(a), "predicted": float(p), "lower": lo, "upper": up}
-        for day, a, p, lo, up in zip(
-            series.dates[first_point:], actual, predicted[:count], lowers, uppers, strict=True
-        )
-    ]
-
     steps: list[float] = []
     if horizon:
         steps.append(float(predicted[-1]))
@@ -237,4 +263,13 @@ def forecast_series(
     ]
     warnings.extend(range_warnings(series.values, training_range))
     metrics = _metrics(predicted[:count], persistence, actual, point_bounds)
-    return ForecastResult(points, metrics, future, history, warnings)
+    return ForecastResult(
+        series.dates[first_point:],
+        actual,
+        predicted[:count],
+        point_bounds,
+        metrics,
+        future,
+        history,
+        warnings,
+    )

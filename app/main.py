@@ -13,9 +13,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.admission import AdmissionBudget, AdmissionMiddleware
 from app.batching import MicroBatcher
 from app.body_limit import BodyLimitMiddleware
 from app.errors import install_error_handlers
+from app.memory import limit_malloc_arenas
 from app.metrics import RequestMetricsMiddleware, ServiceMetrics
 from app.registry import ModelRegistry
 from app.routers import admin, dashboard, forecast, health, models, predict
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limit_malloc_arenas()  # before the worker threads exist
         await registry.start()
         # What exists now (FastAPI, pydantic, numpy, ONNX Runtime, the bundle) lives as long as
         # the process: freezing it keeps the full collections that requests trigger from walking
@@ -78,7 +81,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router.router)
 
     # Added innermost first: metrics see every response, CORS headers reach 413s too.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        timeout_seconds=settings.body_timeout_seconds,
+        on_timeout=metrics.timed_out.labels("body").inc,
+    )
+    # Outside the body limit: a heavy request is admitted (or refused) before its body is read.
+    app.add_middleware(
+        AdmissionMiddleware,
+        budget=AdmissionBudget(settings.admission_budget_bytes, metrics),
+        light_bytes=settings.admission_light_bytes,
+        max_body_bytes=settings.max_body_bytes,
+        wait_seconds=settings.admission_wait_seconds,
+        retry_after_seconds=settings.retry_after_seconds,
+        metrics=metrics,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -3,11 +3,34 @@
 from __future__ import annotations
 
 import time
+from collections import Counter as EventCounts
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# Connections the HTTP protocol closed before a request reached the app (app/http_protocol.py),
+# by reason; process-wide, since the protocol runs outside any one app.
+CONNECTION_EVENTS: EventCounts[str] = EventCounts()
+CONNECTION_EVENT_REASONS = ("header_timeout", "header_too_large", "connection_limit")
+
+
+class ConnectionEventsCollector:
+    """Exports CONNECTION_EVENTS as `http_connections_closed_total{reason}`."""
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "http_connections_closed",
+            "Connections closed before a request reached the app, by reason (header_timeout: "
+            "408, header_too_large: 431, connection_limit: 503).",
+            labels=["reason"],
+        )
+        for reason in CONNECTION_EVENT_REASONS:
+            family.add_metric([reason], CONNECTION_EVENTS[reason])
+        yield family
 
 
 class ServiceMetrics:
@@ -62,6 +85,31 @@ class ServiceMetrics:
             "model_loads_total",
             "Versions loaded and swapped in.",
             ["name"],
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "http_requests_rejected_total",
+            "Requests refused before they ran, by reason (overloaded: 503 past the admission "
+            "budget).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.timed_out = Counter(
+            "http_requests_timed_out_total",
+            "Requests answered 408 because their body did not arrive within BODY_TIMEOUT_SECONDS.",
+            ["phase"],
+            registry=self.registry,
+        )
+        self.admission_bytes = Gauge(
+            "admission_in_flight_bytes",
+            "Request-body bytes of heavy requests being handled (against ADMISSION_BUDGET_BYTES).",
+            registry=self.registry,
+        )
+        self.registry.register(ConnectionEventsCollector())
+        self.admission_wait = Histogram(
+            "admission_wait_seconds",
+            "How long admitted heavy requests waited for budget.",
+            buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
 

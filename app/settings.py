@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model_store import ModelStoreError, parse_version, validate_name
@@ -47,6 +47,48 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated origins allowed by CORS."
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    max_forecast_rows: int = Field(
+        default=300_000, gt=0, description="Most CSV lines (after the header) one /forecast reads."
+    )
+    # One largest upload at a time by default: on two cores, heavy work gets one and the event
+    # loop keeps the other.
+    admission_budget_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        gt=0,
+        description="Request-body bytes of heavy requests handled at once; at least MAX_BODY_BYTES.",
+    )
+    admission_light_bytes: int = Field(
+        default=64 * 1024,
+        ge=0,
+        description="Requests with bodies up to this size are light: never queued or refused.",
+    )
+    admission_wait_seconds: float = Field(
+        default=1.0, ge=0.0, description="Longest a heavy request waits for budget before a 503."
+    )
+    retry_after_seconds: int = Field(
+        default=2, ge=1, description="`Retry-After` of every 503 `overloaded`."
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0.0, description="Deadline for a request's head, from its first byte."
+    )
+    body_timeout_seconds: float = Field(
+        default=60.0, gt=0.0, description="Deadline for a request's whole body, from its head."
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="Largest request head (request line + headers)."
+    )
+    max_connections: int = Field(
+        default=4096, gt=0, description="Open connections per worker; more are answered 503."
+    )
+
+    @model_validator(mode="after")
+    def _budget_fits_a_body(self) -> Settings:
+        if self.admission_budget_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"ADMISSION_BUDGET_BYTES ({self.admission_budget_bytes}) must be at least "
+                f"MAX_BODY_BYTES ({self.max_body_bytes}), or the largest body never fits"
+            )
+        return self
 
     @field_validator("model_name")
     @classmethod
@@ -93,6 +135,8 @@ _SECRET_SETTINGS = frozenset({"ADMIN_TOKEN"})
 
 
 def _env_error(error: Any) -> str:
+    if not error["loc"]:  # a rule across settings names its variables itself
+        return str(error["msg"]).removeprefix("Value error, ")
     variable = ".".join(str(part) for part in error["loc"]).upper()
     message = str(error["msg"]).removeprefix("Value error, ")
     # The token's value must never reach a log, and the validators' own messages already

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from app.http_protocol import UVICORN_OPTION
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 
@@ -66,7 +68,8 @@ class Server:
 
     def __enter__(self) -> Server:
         # The command `make run` and the Dockerfile use (access log included: ~10% of a request).
-        command = [uvicorn_path(), "app.main:app", "--host", HOST, "--port", str(self.port)]
+        command = [uvicorn_path(), "app.main:app", *UVICORN_OPTION, "--host", HOST]
+        command += ["--port", str(self.port)]
         if self.workers > 1:
             command += ["--workers", str(self.workers)]
         with self.log_path.open("ab") as log:

@@ -16,6 +16,8 @@ from model_store.errors import SeriesError
 
 DATE_COLUMN = "Date"
 NULL_TOKEN = "null"  # what Yahoo writes for a day without prices
+# The numpy parser leaves wider date or price cells to the general one.
+MAX_CELL_CHARS = 40
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,26 @@ def parse_price_csv(data: bytes | str, column: str = "Close") -> PriceSeries:
     `null` are skipped and reported in `warnings`; every other defect raises `SeriesError` naming
     the row (1-based line number, header = 1) and column.
     """
+    fast = parse_plain_csv(data, column) if isinstance(data, bytes) else None
+    return fast if fast is not None else _parse_general(data, column)
+
+
+def _header_indices(header: list[str], column: str) -> tuple[int, int]:
+    names = [cell.strip().lower() for cell in header]
+    indices: dict[str, int] = {}
+    for wanted in (DATE_COLUMN, column):
+        if wanted.lower() not in names:
+            raise SeriesError(
+                f"CSV header has no {wanted!r} column (found: {', '.join(header)[:200]})",
+                row=1,
+                column=wanted,
+            )
+        indices[wanted] = names.index(wanted.lower())
+    return indices[DATE_COLUMN], indices[column]
+
+
+def _parse_general(data: bytes | str, column: str) -> PriceSeries:
+    """Any CSV the csv module reads (quotes, odd dates, blank lines), and every exact error."""
     text = _decode(data)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
@@ -101,17 +123,7 @@ def parse_price_csv(data: bytes | str, column: str = "Close") -> PriceSeries:
             header = next(reader, None)
         if header is None:
             raise SeriesError("CSV is empty")
-        names = [cell.strip().lower() for cell in header]
-        indices: dict[str, int] = {}
-        for wanted in (DATE_COLUMN, column):
-            if wanted.lower() not in names:
-                raise SeriesError(
-                    f"CSV header has no {wanted!r} column (found: {', '.join(header)[:200]})",
-                    row=1,
-                    column=wanted,
-                )
-            indices[wanted] = names.index(wanted.lower())
-        date_index, value_index = indices[DATE_COLUMN], indices[column]
+        date_index, value_index = _header_indices(header, column)
         column_name = header[value_index].strip()
 
         days: list[date] = []
@@ -140,18 +152,112 @@ def parse_price_csv(data: bytes | str, column: str = "Close") -> PriceSeries:
 
     if not values:
         raise SeriesError("CSV has no data rows" if not warnings else "CSV has no non-null rows")
-    dates = np.array(days, dtype="datetime64[D]")
+    return _sorted_series(
+        np.array(days, dtype="datetime64[D]"),
+        np.array(values, dtype=np.float64),
+        np.array(rows),
+        column_name,
+        warnings,
+    )
+
+
+def _sorted_series(
+    dates: np.ndarray, values: np.ndarray, rows: np.ndarray, column_name: str, warnings: list[str]
+) -> PriceSeries:
     order = np.argsort(dates, kind="stable")
-    dates, sorted_values = dates[order], np.array(values, dtype=np.float64)[order]
+    dates, sorted_values = dates[order], values[order]
     repeated = np.flatnonzero(np.diff(dates) == np.timedelta64(0, "D"))
     if len(repeated):
-        first, second = rows[order[repeated[0]]], rows[order[repeated[0] + 1]]
+        first, second = int(rows[order[repeated[0]]]), int(rows[order[repeated[0] + 1]])
         raise SeriesError(
             f"duplicate date {dates[repeated[0]]} (rows {min(first, second)} and {max(first, second)})",
             row=max(first, second),
             column=DATE_COLUMN,
         )
     return PriceSeries(dates, sorted_values, column_name, tuple(warnings))
+
+
+def _field_matrix(padded: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
+    """Each row's field as one fixed-width bytes value (`S<width>`), or None when too wide.
+    `padded` ends with MAX_CELL_CHARS zero bytes, so no offset runs past it."""
+    width = int((ends - starts).max(initial=0))
+    if width == 0 or width > MAX_CELL_CHARS:
+        return None
+    offsets = starts[:, np.newaxis] + np.arange(width)
+    cells = padded.take(offsets)
+    cells[offsets >= ends[:, np.newaxis]] = 0
+    return cells.view(f"S{width}").ravel()
+
+
+def parse_plain_csv(data: bytes, column: str = "Close") -> PriceSeries | None:
+    """The common case in numpy, without a Python object per row or cell: ASCII, no quotes, the
+    header on line 1, ISO dates, plain numbers. None when the CSV needs the general parser
+    (which also words every error)."""
+    data = data.removeprefix(codecs.BOM_UTF8)
+    if b'"' in data or not data.isascii():
+        return None
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+        if b"\r" in data:
+            return None
+    header_end = data.find(b"\n")
+    header = data[: header_end if header_end >= 0 else len(data)].decode("ascii").split(",")
+    try:
+        date_index, value_index = _header_indices(header, column)
+    except SeriesError:
+        return None
+    buffer = np.frombuffer(data, dtype=np.uint8)[header_end + 1 :] if header_end >= 0 else None
+    if buffer is None or len(header) < 2 or date_index == value_index:
+        return None
+    line_ends = np.flatnonzero(buffer == ord("\n"))
+    if len(buffer) and buffer[-1] != ord("\n"):
+        line_ends = np.append(line_ends, len(buffer))
+    if len(line_ends) == 0:
+        return None
+    line_starts = np.concatenate([[0], line_ends[:-1] + 1]).astype(np.int64)
+    filled = line_ends > line_starts
+    commas = np.flatnonzero(buffer == ord(","))
+    per_line = np.diff(np.searchsorted(commas, np.concatenate([line_starts[:1], line_ends])))
+    if not filled.any() or np.any(per_line[filled] != len(header) - 1) or np.any(per_line[~filled]):
+        return None
+    rows = np.flatnonzero(filled) + 2  # line numbers: the header is line 1
+    bounds = np.column_stack(
+        [line_starts[filled] - 1, commas.reshape(-1, len(header) - 1), line_ends[filled]]
+    )
+    padded = np.concatenate([buffer, np.zeros(MAX_CELL_CHARS, dtype=np.uint8)])
+    day_cells = _field_matrix(padded, bounds[:, date_index] + 1, bounds[:, date_index + 1])
+    value_cells = _field_matrix(padded, bounds[:, value_index] + 1, bounds[:, value_index + 1])
+    if day_cells is None or value_cells is None or day_cells.dtype.itemsize != 10:
+        return None
+    return _plain_series(day_cells, value_cells, rows, header[value_index].strip())
+
+
+def _plain_series(
+    day_cells: np.ndarray, value_cells: np.ndarray, rows: np.ndarray, column_name: str
+) -> PriceSeries | None:
+    digits = day_cells.view(np.uint8).reshape(-1, 10)
+    separators = digits[:, [4, 7]] == ord("-")
+    numerals = (digits[:, [0, 1, 2, 3, 5, 6, 8, 9]] >= ord("0")) & (
+        digits[:, [0, 1, 2, 3, 5, 6, 8, 9]] <= ord("9")
+    )
+    is_null = np.char.lower(value_cells) == NULL_TOKEN.encode()
+    odd = np.char.find(value_cells, b"_") >= 0
+    if not (separators.all() and numerals.all()) or odd.any() or is_null.all():
+        return None
+    try:
+        dates = day_cells.astype("datetime64[D]")
+        values = value_cells[~is_null].astype(np.float64)
+    except ValueError:
+        return None
+    if not np.all(np.isfinite(values) & (values > 0.0)) or dates.min() < np.datetime64(
+        "0001-01-01"
+    ):
+        return None
+    warnings = [
+        f"row {row} ({day}): {column_name} is null, skipped"
+        for row, day in zip(rows[is_null].tolist(), dates[is_null].tolist(), strict=True)
+    ]
+    return _sorted_series(dates[~is_null], values, rows[~is_null], column_name, warnings)
 
 
 def validate_closes(values: list[float] | np.ndarray, name: str = "closes") -> np.ndarray:

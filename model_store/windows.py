@@ -24,9 +24,10 @@ def sliding_windows(values: np.ndarray, window: int) -> tuple[np.ndarray, np.nda
 def prediction_windows(values: np.ndarray, window: int) -> np.ndarray:
     """All windows of `values` including the last one (which predicts the day after the series).
 
-    Shape `(len(values) - window + 1, window)`; empty when the series is shorter than `window`.
+    Shape `(len(values) - window + 1, window)`, a read-only view of `values` (no copy: a long
+    series' windows would be `window` times its size); empty when it is shorter than `window`.
     """
     values = np.asarray(values, dtype=np.float64)
     if len(values) < window:
         return np.empty((0, window))
-    return np.array(sliding_window_view(values, window))
+    return sliding_window_view(values, window)

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from starlette.datastructures import UploadFile
 
 from app.dependencies import MetricsDep, PredictorDep, SettingsDep, media_type
 from app.errors import ApiError, UnsupportedMediaTypeError
 from app.forecast import Context, ForecastResult, forecast_series
+from app.forecast_body import check_row_count, forecast_json_pieces, pieces_response
 from app.predictor import Predictor
-from app.schemas import MAX_HORIZON, ErrorResponse, ForecastResponse, LevelQuery, ModelRef
+from app.schemas import MAX_HORIZON, ErrorResponse, ForecastResponse, LevelQuery
 from model_store import DEFAULT_LEVEL, MinMaxEncoding, parse_price_csv
 
 router = APIRouter(tags=["forecast"])
@@ -75,8 +76,10 @@ def run_forecast(
     column: str | None,
     horizon: int,
     level: int,
+    max_rows: int,
 ) -> tuple[str, ForecastResult]:
     """Parse the CSV and forecast it with the served predictor (CPU-bound: runs off the loop)."""
+    check_row_count(data, max_rows)
     column = column or predictor.bundle.feature
     series = parse_price_csv(data, column)
     bundle = predictor.bundle
@@ -106,7 +109,10 @@ def run_forecast(
     openapi_extra=_REQUEST_BODY,
     responses={
         400: {"model": ErrorResponse, "description": "Malformed CSV (names the row and column)"},
-        413: {"model": ErrorResponse, "description": "Body above MAX_BODY_BYTES"},
+        413: {
+            "model": ErrorResponse,
+            "description": "Body above MAX_BODY_BYTES or more rows than MAX_FORECAST_ROWS",
+        },
         415: {"model": ErrorResponse, "description": "Not multipart/form-data or text/csv"},
         422: {"model": ErrorResponse, "description": "Invalid query parameters"},
         503: {"model": ErrorResponse, "description": "No model loaded yet"},
@@ -125,7 +131,7 @@ async def forecast(
         int, Query(ge=0, le=MAX_HORIZON, description="Business days to forecast past the CSV.")
     ] = 0,
     level: LevelQuery = DEFAULT_LEVEL,
-) -> ForecastResponse:
+) -> Response:
     """Predict every CSV row whose `window` prior closes are known (one batched call), compare
     with the actual closes, and optionally extend `horizon` business days past the last row.
 
@@ -137,17 +143,30 @@ async def forecast(
     `history`. Every prediction has a `level`% interval (null without intervals) and
     `metrics.coverage` is the share of actual closes inside their point's interval."""
     data = await read_csv_body(request, settings.max_body_bytes)
-    name, result = await to_thread.run_sync(run_forecast, data, predictor, column, horizon, level)
-    metrics.predictions.labels("forecast").inc(result.predictions_made)
-    return ForecastResponse.model_validate(
-        {
-            "model": ModelRef(name=predictor.name, version=predictor.version),
-            "column": name,
-            "level": level,
-            "history": result.history,
-            "points": result.points,
-            "metrics": result.metrics,
-            "horizon": result.horizon,
-            "warnings": result.warnings,
-        }
+    pieces, predictions = await to_thread.run_sync(
+        forecast_body, data, predictor, column, horizon, level, settings.max_forecast_rows
     )
+    metrics.predictions.labels("forecast").inc(predictions)
+    return pieces_response(pieces)
+
+
+def forecast_body(
+    data: bytes | str,
+    predictor: Predictor,
+    column: str | None,
+    horizon: int,
+    level: int,
+    max_rows: int,
+) -> tuple[list[bytes], int]:
+    """The JSON body's pieces and the number of closes predicted (off the loop)."""
+    name, result = run_forecast(data, predictor, column, horizon, level, max_rows)
+    head = {
+        "model": {"name": predictor.name, "version": predictor.version},
+        "column": name,
+        "level": level,
+        "history": result.history,
+        "metrics": result.metrics,
+        "horizon": result.horizon,
+        "warnings": result.warnings,
+    }
+    return forecast_json_pieces(head, result), result.predictions_made

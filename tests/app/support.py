@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.http_protocol import UVICORN_OPTION
 from app.settings import Settings
 from model_store import Bundle, ModelStore
 
@@ -79,7 +80,7 @@ def uvicorn_server(env: dict[str, str], log: Path) -> Iterator[tuple[str, subpro
     port = free_port()
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
+            [sys.executable, "-m", "uvicorn", "app.main:app", *UVICORN_OPTION, "--host", "127.0.0.1",
              "--port", str(port), "--log-level", "warning"],
             cwd=REPO_ROOT,
             env={**os.environ, **env},

@@ -73,6 +73,13 @@ def test_an_empty_admin_token_disables_admin(monkeypatch: pytest.MonkeyPatch) ->
         ("PREDICTOR_BACKEND", "torch", "predictor_backend"),
         ("MODEL_POLL_SECONDS", "-1", "model_poll_seconds"),
         ("MAX_BODY_BYTES", "0", "max_body_bytes"),
+        ("MAX_FORECAST_ROWS", "0", "max_forecast_rows"),
+        ("ADMISSION_WAIT_SECONDS", "-1", "admission_wait_seconds"),
+        ("RETRY_AFTER_SECONDS", "0", "retry_after_seconds"),
+        ("HEADER_TIMEOUT_SECONDS", "0", "header_timeout_seconds"),
+        ("BODY_TIMEOUT_SECONDS", "0", "body_timeout_seconds"),
+        ("MAX_HEADER_BYTES", "100", "max_header_bytes"),
+        ("MAX_CONNECTIONS", "0", "max_connections"),
     ],
 )
 def test_bad_values_fail_with_the_variable_named(
@@ -99,6 +106,41 @@ def test_uvicorn_with_invalid_settings_exits_with_one_line_naming_the_variables(
         "invalid settings: MODEL_NAME: invalid model name '../x': use 1-64 letters, digits, '.', "
         "'_' or '-', starting with a letter or digit; MODEL_VERSION: invalid version 'abc': use "
         "'latest' or a positive integer"
+    ]
+
+
+def test_limit_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {
+        "MAX_FORECAST_ROWS": "1000",
+        "ADMISSION_BUDGET_BYTES": str(64 * 1024 * 1024),
+        "ADMISSION_LIGHT_BYTES": "1024",
+        "ADMISSION_WAIT_SECONDS": "0.25",
+        "RETRY_AFTER_SECONDS": "7",
+        "HEADER_TIMEOUT_SECONDS": "3.5",
+        "BODY_TIMEOUT_SECONDS": "20.5",
+        "MAX_HEADER_BYTES": "8192",
+        "MAX_CONNECTIONS": "100",
+    }
+    for variable, value in values.items():
+        monkeypatch.setenv(variable, value)
+    settings = Settings()
+    assert {name: str(getattr(settings, name.lower())) for name in values} == values
+
+
+def test_a_budget_below_the_body_limit_stops_the_server_with_one_line() -> None:
+    env = {**os.environ, "MAX_BODY_BYTES": "1000", "ADMISSION_BUDGET_BYTES": "999"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import app.main"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "invalid setting: ADMISSION_BUDGET_BYTES (999) must be at least MAX_BODY_BYTES (1000), "
+        "or the largest body never fits"
     ]
 
 

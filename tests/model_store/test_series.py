@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from model_store import SeriesError, parse_price_csv, validate_closes
+from model_store.series import _parse_general, parse_plain_csv
 
 HEADER = "Date,Open,High,Low,Close,Adj Close,Volume\n"
 
@@ -121,3 +122,63 @@ def test_validate_closes_names_the_bad_index() -> None:
         validate_closes([1.0, 2.0, float("nan")])
     with pytest.raises(SeriesError, match=r"window\[0\] = -1.0"):
         validate_closes([-1.0], name="window")
+
+
+def test_numpy_parser_reads_the_real_exports_like_the_general_parser(shared_data: Path) -> None:
+    for name in ("FB_training_data.csv", "FB_test_data.csv", "AAPL_2022-01_2023-05.csv"):
+        data = (shared_data / name).read_bytes()
+        fast = parse_plain_csv(data, "Close")
+        assert fast is not None, name
+        general = _parse_general(data, "Close")
+        assert np.array_equal(fast.dates, general.dates)
+        assert np.array_equal(fast.values, general.values)
+        assert fast.warnings == general.warnings
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        row("2020-01-03", "3") + row("2020-01-01", "1.5") + row("2020-01-02", "null"),
+        row("2020-01-01", "1") + "\n" + row("2020-01-02", "2e1"),
+        (row("2020-01-01", "1") + row("2020-01-02", "2")).replace("\n", "\r\n"),
+        row("2020-01-01", "+1.25") + row("2020-01-02", "NULL").rstrip("\n"),
+    ],
+)
+def test_numpy_parser_agrees_on_shuffled_null_blank_and_crlf_rows(body: str) -> None:
+    data = (HEADER + body).encode()
+    fast = parse_plain_csv(data, "Close")
+    assert fast is not None
+    general = _parse_general(data, "Close")
+    assert np.array_equal(fast.dates, general.dates)
+    assert np.array_equal(fast.values, general.values)
+    assert fast.warnings == general.warnings
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        row("2020-01-01", "abc"),
+        row("2020-01-01", "1_000"),
+        row("2020-01-01", "nan"),
+        row("2020-01-01", "-1"),
+        row("2020-01-01", ""),
+        row("2020-02-30", "1"),
+        row("2020/01/01", "1"),
+        row("2020-01-01", "1") + "2020-01-02,1\n",
+        row("2020-01-01", "1") + row("2020-01-01", "2"),
+    ],
+)
+def test_every_defect_gets_the_general_parsers_message(body: str) -> None:
+    data = (HEADER + body).encode()
+    with pytest.raises(SeriesError) as general:
+        _parse_general(data, "Close")
+    with pytest.raises(SeriesError) as public:
+        parse_price_csv(data)
+    assert public.value.message == general.value.message
+
+
+@pytest.mark.parametrize("body", [row("2020-01-01", '"1"'), row("2020-01-01", " 1") + " \n"])
+def test_quoted_and_padded_cells_go_to_the_general_parser(body: str) -> None:
+    data = (HEADER + body).encode()
+    assert parse_plain_csv(data, "Close") is None
+    assert parse_price_csv(data).values.tolist() == [1.0]

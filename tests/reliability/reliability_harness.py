@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from app.http_protocol import UVICORN_OPTION
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 CONCURRENCY = 32
@@ -51,7 +53,7 @@ class ServerProcess:
         self.base_url = f"http://{HOST}:{self.port}"
         self.log_path = log_path
         self.env = {**os.environ, "LOG_LEVEL": "warning", **env}
-        command = [sys.executable, "-m", "uvicorn", "app.main:app"]
+        command = [sys.executable, "-m", "uvicorn", "app.main:app", *UVICORN_OPTION]
         command += ["--host", HOST, "--port", str(self.port), "--no-access-log"]
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(

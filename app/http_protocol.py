@@ -1,0 +1,132 @@
+"""uvicorn's httptools protocol with the bounds uvicorn does not have: a deadline for each
+request's head, a cap on its size, and a cap on open connections.
+
+uvicorn times out idle keep-alive connections but not one that sends a partial request head
+and stops: 3,000 of them stayed open indefinitely. Select it with
+`uvicorn app.main:app --http app.http_protocol:BoundedHttpToolsProtocol`; it reads
+HEADER_TIMEOUT_SECONDS, MAX_HEADER_BYTES, MAX_CONNECTIONS and RETRY_AFTER_SECONDS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from app.errors import error_body
+from app.metrics import CONNECTION_EVENTS
+from app.settings import Settings, settings_from_environment
+
+# The uvicorn command-line option that selects this protocol.
+UVICORN_OPTION = ("--http", "app.http_protocol:BoundedHttpToolsProtocol")
+
+
+@functools.cache
+def _settings() -> Settings:
+    return settings_from_environment()
+
+
+def raw_error(status: int, code: str, message: str, headers: dict[str, str]) -> bytes:
+    """A complete HTTP/1.1 error response in the service's JSON shape, closing the connection."""
+    body = json.dumps(error_body(code, message)).encode()
+    lines = [
+        STATUS_LINE[status],
+        b"content-type: application/json\r\n",
+        b"content-length: %d\r\n" % len(body),
+        b"connection: close\r\n",
+        *(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers.items()),
+        b"\r\n",
+        body,
+    ]
+    return b"".join(lines)
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """Closes a connection whose request head is late (408) or too large (431), and refuses
+    connections past the cap (503 `overloaded`, `Retry-After`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = _settings()
+        self._head_deadline: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+        self._in_head = True
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            self._close_with(
+                503,
+                "overloaded",
+                f"the server has its maximum of {self.limits.max_connections} open connections",
+                "connection_limit",
+                {"Retry-After": str(self.limits.retry_after_seconds)},
+            )
+            return
+        self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_head and self._head_bytes > self.limits.max_header_bytes:
+            self._close_with(
+                431,
+                "header_too_large",
+                f"request head is larger than {self.limits.max_header_bytes} bytes",
+                "header_too_large",
+            )
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._arm_head_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        self._cancel_head_deadline()
+        super().on_headers_complete()
+
+    def _arm_head_deadline(self) -> None:
+        if self._head_deadline is None:
+            self._head_deadline = self.loop.call_later(
+                self.limits.header_timeout_seconds, self._head_timed_out
+            )
+
+    def _cancel_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_timed_out(self) -> None:
+        self._head_deadline = None
+        if self._in_head:
+            self._close_with(
+                408,
+                "request_timeout",
+                f"request head did not arrive within {self.limits.header_timeout_seconds:g} s",
+                "header_timeout",
+            )
+
+    def _close_with(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        event: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self._cancel_head_deadline()
+        if self.transport.is_closing():
+            return
+        CONNECTION_EVENTS[event] += 1
+        self.transport.write(raw_error(status, code, message, headers or {}))
+        self.transport.close()
