@@ -152,15 +152,3 @@ def parse_price_csv(data: bytes | str, column: str = "Close") -> PriceSeries:
             column=DATE_COLUMN,
         )
     return PriceSeries(dates, sorted_values, column_name, tuple(warnings))
-
-
-def validate_closes(values: list[float] | np.ndarray, name: str = "closes") -> np.ndarray:
-    """A list of closes as float64, refusing non-finite or non-positive entries by index."""
-    array = np.asarray(values, dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(array) | (array <= 0.0))
-    if len(bad):
-        index = int(bad[0])
-        raise SeriesError(
-            f"{name}[{index}] = {float(array[index])!r} is not a finite positive number"
-        )
-    return array
