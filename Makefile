@@ -92,10 +92,12 @@ stress: dev-deps
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
 	$(BIN)/python -m bench.stress --store $(STORE) --name $(NAME)
 
-# Asks PyPI for published advisories on every pin in requirements/serve.txt (needs the network;
-# recorded in SECURITY.md). The offline floor check runs in `make test`.
+# pip-audit asks PyPI's JSON API for published advisories on every pin in requirements/serve.txt
+# (needs the network; recorded in SECURITY.md); a pin it cannot look up fails the check (--strict).
+# The offline floor check runs in `make test`.
 audit: dev-deps
-	$(BIN)/python -m bench.audit
+	$(BIN)/pip-audit --requirement requirements/serve.txt --no-deps --disable-pip --strict \
+		--progress-spinner off
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -61,13 +61,6 @@ class UnsupportedMediaTypeError(ApiError):
     code = "unsupported_media_type"
 
 
-class PayloadTooLargeError(ApiError):
-    """The request body is larger than MAX_BODY_BYTES."""
-
-    status_code = 413
-    code = "payload_too_large"
-
-
 class AdminDisabledError(ApiError):
     """The admin endpoints are off because ADMIN_TOKEN is unset."""
 

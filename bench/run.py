@@ -21,9 +21,10 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from bench import load
-from bench.server import REPO_ROOT, Server
+from bench.server import REPO_ROOT, Server, app_server
 from model_store import (
     ModelStore,
     SeriesError,
@@ -120,6 +121,25 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+def bundle_server(
+    backend: str, store: Path, name: str, version: str, log_path: Path, workers: int = 1
+) -> Server:
+    """The server under measurement: `backend` serving `name` `version` from `store`, never
+    polling the store, access log on as deployed."""
+    settings = {
+        "MODEL_STORE_DIR": str(store),
+        "MODEL_NAME": name,
+        "MODEL_VERSION": version,
+        "PREDICTOR_BACKEND": backend,
+        "MODEL_POLL_SECONDS": "0",
+        # The Keras backend would otherwise print its oneDNN/CPU banners into the log.
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    options = ["--workers", str(workers)] if workers > 1 else []
+    # Short polls: the cold start being measured is about a second, so 2 ms of slack is fine.
+    return app_server(settings, log_path, *options, poll_s=0.002)
+
+
 def measure_wrk(server: Server, script: Path, plan: Plan, result: BackendResult) -> load.WrkResult:
     """One wrk run of /predict at the plan's concurrency, recorded into `result` with the
     server's CPU per request over the run."""
@@ -147,24 +167,18 @@ def measure_backend(
     """Cold starts, then on the last server: warm-up, RSS, sequential latency, batch, forecast,
     wrk, and the January windows for the parity check."""
     result = BackendResult()
-    server_args = {
-        "backend": backend,
-        "store": args.store,
-        "name": args.name,
-        "version": args.version,
-        "log_path": scratch / f"{backend}.log",
-    }
+    log_path = scratch / f"{backend}.log"
     for _ in range(plan.cold_starts - 1):
-        with Server(**server_args) as server:
+        with bundle_server(backend, args.store, args.name, args.version, log_path) as server:
             result.add("cold_start_s", server.cold_start_s)
-    with Server(**server_args) as server:
+    with bundle_server(backend, args.store, args.name, args.version, log_path) as server:
         result.add("cold_start_s", server.cold_start_s)
         log(f"{backend}: cold start {result.runs['cold_start_s']} s")
 
         load.timed_posts(
             server.port, "/predict", work.single, load.JSON_HEADERS, plan.warmup_requests
         )
-        result.add("rss_mb", server.rss_mb())
+        result.add("rss_mb", server.rss_mib())
 
         count = plan.sequential_requests[backend]
         for _ in range(plan.sequential_runs):
@@ -193,7 +207,7 @@ def measure_backend(
         for _ in range(plan.wrk_runs[backend]):
             wrk = measure_wrk(server, script, plan, result)
             log(f"{backend}: wrk {wrk.requests_per_s:.0f} req/s, {wrk.errors} errors")
-        result.add("peak_rss_mb", server.rss_mb())
+        result.add("peak_rss_mb", server.rss_mib())
 
         client = load.Client(server.port)
         try:
@@ -235,19 +249,13 @@ def measure_workers(
 ) -> BackendResult:
     """Throughput of the default backend with several uvicorn workers (one wrk run)."""
     result = BackendResult()
-    with Server(
-        backend="onnx",
-        store=args.store,
-        name=args.name,
-        version=args.version,
-        log_path=scratch / f"onnx-workers{workers}.log",
-        workers=workers,
-    ) as server:
+    log_path = scratch / f"onnx-workers{workers}.log"
+    with bundle_server("onnx", args.store, args.name, args.version, log_path, workers) as server:
         result.add("cold_start_s", server.cold_start_s)
         # Enough warm-up connections that every worker has answered a few requests.
         script = load.write_wrk_script(scratch, work.single)
         load.run_wrk(server.port, "/predict", script, connections=8, duration_s=1, threads=1)
-        result.add("rss_mb", server.rss_mb())
+        result.add("rss_mb", server.rss_mib())
         wrk = measure_wrk(server, script, plan, result)
         log(f"onnx x{workers} workers: wrk {wrk.requests_per_s:.0f} req/s, {wrk.errors} errors")
     return result
@@ -342,14 +350,11 @@ def render_markdown(rows: list[list[str]]) -> str:
 def machine() -> dict[str, str]:
     """CPU, cores, memory, OS and the versions of what is being measured."""
     model = "unknown"
+    # The CPU's model name is only in /proc/cpuinfo (psutil and platform do not report it).
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             model = line.split(":", 1)[1].strip()
             break
-    mem_kb = 0
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            mem_kb = int(line.split()[1])
     versions = []
     for package in ("onnxruntime", "tensorflow-cpu", "keras", "fastapi", "uvicorn", "numpy"):
         try:
@@ -358,7 +363,7 @@ def machine() -> dict[str, str]:
             continue
     return {
         "cpu": f"{model}, {os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))})",
-        "memory": f"{mem_kb / 1024 / 1024:.1f} GiB",
+        "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
         "os": f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
         "versions": ", ".join(versions),
     }

@@ -1,21 +1,29 @@
-"""A real uvicorn server as a subprocess: spawn, time to ready, resident memory, stop."""
+"""Real HTTP servers as subprocesses, for the benchmarks and the tests alike: start on a free
+loopback port, wait until ready, output to a log file, resident memory and CPU time, stop."""
 
 from __future__ import annotations
 
-import http.client
+import contextlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
+
+import httpx
+import psutil
 
 from app.http_protocol import UVICORN_OPTION
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -25,63 +33,63 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def uvicorn_path() -> str:
-    """The uvicorn next to the running interpreter (the project's virtualenv)."""
-    return str(Path(sys.executable).with_name("uvicorn"))
+def uvicorn_command(port: int, *options: str) -> list[str]:
+    """`uvicorn app.main:app` with the bounded protocol (what `make run` starts) on
+    127.0.0.1:`port`, plus `options`."""
+    command = [sys.executable, "-m", "uvicorn", "app.main:app", *UVICORN_OPTION, "--host", HOST]
+    return [*command, "--port", str(port), *options]
+
+
+class ServerError(RuntimeError):
+    """The server exited, or never answered as expected; the message ends with its log."""
 
 
 class Server:
-    """`uvicorn app.main:app` with the given backend, bundle and worker count.
+    """`command`, serving HTTP on 127.0.0.1:`port`, its output appended to `log_path`.
 
-    Use as a context manager: entering spawns the process and waits for `/readyz` 200, recording
-    `cold_start_s` from just before the spawn; leaving stops it (SIGTERM, then SIGKILL).
+    Use as a context manager: entering spawns the process and waits until GET `ready_path`
+    answers 200, recording `cold_start_s` from just before the spawn; leaving stops it.
     """
 
     def __init__(
         self,
+        command: Sequence[str],
         *,
-        backend: str,
-        store: Path,
-        name: str,
-        version: str,
+        port: int,
+        env: Mapping[str, str],
         log_path: Path,
-        workers: int = 1,
+        cwd: Path = REPO_ROOT,
+        ready_path: str = "/readyz",
         ready_timeout_s: float = 120.0,
+        poll_s: float = 0.05,
+        stop_timeout_s: float = 15.0,
     ):
-        self.backend = backend
-        self.port = free_port()
-        self.workers = workers
+        self.command = list(command)
+        self.port = port
+        self.env = dict(env)
         self.log_path = log_path
+        self.cwd = cwd
+        self.ready_path = ready_path
         self.ready_timeout_s = ready_timeout_s
-        self.env = {
-            **os.environ,
-            "MODEL_STORE_DIR": str(store),
-            "MODEL_NAME": name,
-            "MODEL_VERSION": version,
-            "PREDICTOR_BACKEND": backend,
-            "MODEL_POLL_SECONDS": "0",
-            # The Keras backend would otherwise print its oneDNN/CPU banners into the log.
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-        }
+        self.poll_s = poll_s
+        self.stop_timeout_s = stop_timeout_s
+        self.base_url = f"http://{HOST}:{port}"
+        self.client = httpx.Client(base_url=self.base_url, timeout=60.0)
         self.process: subprocess.Popen[bytes] | None = None
         self.cold_start_s = float("nan")
 
     def __enter__(self) -> Server:
-        # The command `make run` and the Dockerfile use (access log included: ~10% of a request).
-        command = [uvicorn_path(), "app.main:app", *UVICORN_OPTION, "--host", HOST]
-        command += ["--port", str(self.port)]
-        if self.workers > 1:
-            command += ["--workers", str(self.workers)]
         with self.log_path.open("ab") as log:
             started = time.perf_counter()
             self.process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                self.command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         try:
-            self._wait_ready(started)
+            self.wait_until(self.ready_path, 200, self.ready_timeout_s)
         except BaseException:
             self.stop()
             raise
+        self.cold_start_s = time.perf_counter() - started
         return self
 
     def __exit__(
@@ -92,103 +100,107 @@ class Server:
     ) -> None:
         self.stop()
 
-    def _wait_ready(self, started: float) -> None:
-        assert self.process is not None
-        deadline = started + self.ready_timeout_s
-        while time.perf_counter() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.backend} server exited with code {self.process.returncode} before it "
-                    f"was ready; its log: {self.log_path}\n{self.log_tail()}"
-                )
-            if self.readyz_status() == 200:
-                self.cold_start_s = time.perf_counter() - started
-                return
-            # Short polls: the figure being measured is about a second, so 2 ms of slack is fine.
-            time.sleep(0.002)
-        raise RuntimeError(
-            f"{self.backend} server not ready after {self.ready_timeout_s:.0f} s; its log: "
-            f"{self.log_path}\n{self.log_tail()}"
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "the server was never started"
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait_until(self, path: str, status: int, timeout_s: float = 90.0) -> httpx.Response:
+        """Poll GET `path` until it answers `status`; ServerError if the process ends first or
+        time runs out."""
+        deadline = time.monotonic() + timeout_s
+        last = "nothing listening"
+        while time.monotonic() < deadline:
+            if not self.alive():
+                code = self.process.returncode if self.process else None
+                raise self._error(f"exited with code {code} before {path} gave {status}")
+            try:
+                response = self.client.get(path, timeout=5.0)
+            except httpx.TransportError as exc:
+                last = repr(exc)
+            else:
+                if response.status_code == status:
+                    return response
+                last = f"{response.status_code} {response.text[:300]}"
+            time.sleep(self.poll_s)
+        raise self._error(f"{path} never gave {status} in {timeout_s:.0f} s (last: {last})")
+
+    def _error(self, what: str) -> ServerError:
+        return ServerError(
+            f"{shlex.join(self.command)}: {what}; its log {self.log_path}:\n{self.log_tail()}"
         )
 
-    def readyz_status(self) -> int | None:
-        """Status of GET /readyz, or None while nothing listens."""
-        connection = http.client.HTTPConnection(HOST, self.port, timeout=2.0)
+    def served_version(self) -> int:
+        """The bundle version an app server's /readyz reports (the server must be ready)."""
+        response = self.client.get("/readyz")
+        assert response.status_code == 200, response.text
+        return int(response.json()["model"]["version"])
+
+    def log_text(self) -> str:
         try:
-            connection.request("GET", "/readyz")
-            return connection.getresponse().status
+            return self.log_path.read_text(errors="replace")
         except OSError:
-            return None
-        finally:
-            connection.close()
+            return ""
 
-    def url(self, path: str) -> str:
-        return f"http://{HOST}:{self.port}{path}"
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
-    def rss_mb(self) -> float:
-        """Resident memory (VmRSS) of the server and, with several workers, of all its children."""
-        assert self.process is not None
-        pids = [self.process.pid, *_children(self.process.pid)]
-        return sum(_vm_rss_kb(pid) for pid in pids) / 1024.0
+    def rss_mib(self) -> float:
+        """Resident memory of the server and, with several workers, of all its children."""
+        return sum(_each(self._processes(), lambda p: p.memory_info().rss)) / 2**20
 
     def cpu_seconds(self) -> float:
         """User + system CPU time used so far by the server and all its worker processes."""
-        assert self.process is not None
-        pids = [self.process.pid, *_children(self.process.pid)]
-        return sum(_cpu_seconds(pid) for pid in pids)
+        times = _each(self._processes(), lambda p: p.cpu_times())
+        return sum(t.user + t.system for t in times)
 
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+    def _processes(self) -> list[psutil.Process]:
+        server = psutil.Process(self.pid)
+        return [server, *server.children(recursive=True)]
 
     def stop(self) -> None:
-        """SIGTERM (uvicorn's graceful shutdown), SIGKILL after 10 s."""
-        if self.process is None or self.process.poll() is not None:
+        """SIGTERM (a graceful shutdown), SIGKILL after `stop_timeout_s`."""
+        self.client.close()
+        if not self.alive():
             return
+        assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=self.stop_timeout_s)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
 
 
-def _vm_rss_kb(pid: int) -> int:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+def _each(processes: list[psutil.Process], read: Callable[[psutil.Process], T]) -> list[T]:
+    """`read` of every process still running (a worker may exit between listing and reading)."""
+    values = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            values.append(read(process))
+    return values
 
 
-def _cpu_seconds(pid: int) -> float:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    # Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[int]:
-    """Direct and indirect child processes (uvicorn --workers forks a supervisor's children)."""
-    found: list[int] = []
-    pending = [pid]
-    while pending:
-        parent = pending.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                children = (task / "children").read_text().split()
-            except OSError:
-                continue
-            for child in map(int, children):
-                found.append(child)
-                pending.append(child)
-    return found
+def app_server(
+    env: Mapping[str, str],
+    log_path: Path,
+    *options: str,
+    ready_path: str = "/readyz",
+    ready_timeout_s: float = 120.0,
+    poll_s: float = 0.05,
+) -> Server:
+    """`uvicorn app.main:app` on a free port, its settings from this process' environment
+    updated with `env`; `options` go on its command line."""
+    port = free_port()
+    return Server(
+        uvicorn_command(port, *options),
+        port=port,
+        env={**os.environ, **env},
+        log_path=log_path,
+        ready_path=ready_path,
+        ready_timeout_s=ready_timeout_s,
+        poll_s=poll_s,
+    )

@@ -2,7 +2,7 @@
 ready, resident memory flat within 10%), recorded in bench/SOAK.md.
 
 The load is wrk with 32 keep-alive connections, run in one-minute rounds; between rounds the
-server must answer /readyz 200. Resident memory (VmRSS) is sampled every second; the baseline
+server must answer /readyz 200. Resident memory (RSS) is sampled every second; the baseline
 is taken after a warm-up round, so allocator pools and first-use caches are not counted as
 growth. The test-sized version of this runs in `make test` (tests/reliability).
 """
@@ -19,7 +19,10 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+
 from bench import load
+from bench.run import bundle_server
 from bench.server import REPO_ROOT, Server
 
 RSS_TOLERANCE = 0.10
@@ -27,7 +30,7 @@ BODY = json.dumps({"closes": [round(190.0 + 0.37 * i, 2) for i in range(40)]}).e
 
 
 class RssSampler:
-    """Samples the server's VmRSS every `interval_s` in a thread until stopped."""
+    """Samples the server's resident memory every `interval_s` in a thread until stopped."""
 
     def __init__(self, server: Server, interval_s: float = 1.0):
         self.server = server
@@ -38,7 +41,7 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self.samples.append(self.server.rss_mb())
+            self.samples.append(self.server.rss_mib())
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -47,6 +50,14 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def readyz_status(server: Server) -> int:
+    """Status of GET /readyz, 0 while nothing answers."""
+    try:
+        return server.client.get("/readyz", timeout=2.0).status_code
+    except httpx.TransportError:
+        return 0
 
 
 def commit() -> str:
@@ -70,31 +81,28 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="soak-") as scratch:
         folder = Path(scratch)
         script = load.write_wrk_script(folder, BODY)
-        server = Server(
-            backend="onnx", store=args.store, name=args.name, version="latest",
-            log_path=folder / "server.log",
-        )  # fmt: skip
-        with server:
+        log_path = folder / "server.log"
+        with bundle_server("onnx", args.store, args.name, "latest", log_path) as server:
             print(f"warm-up: {args.warmup_seconds} s of load", flush=True)
             warmup = load.run_wrk(
                 server.port, "/predict", script, connections=args.connections,
                 duration_s=args.warmup_seconds, threads=2,
             )  # fmt: skip
-            baseline = server.rss_mb()
+            baseline = server.rss_mib()
             with RssSampler(server) as sampler:
                 for minute in range(1, args.minutes + 1):
                     result = load.run_wrk(
                         server.port, "/predict", script, connections=args.connections,
                         duration_s=60, threads=2,
                     )  # fmt: skip
-                    ready = server.readyz_status() or 0
-                    rounds.append((minute, result, ready, server.rss_mb()))
+                    ready = readyz_status(server)
+                    rounds.append((minute, result, ready, server.rss_mib()))
                     print(
                         f"minute {minute}: {result.requests} requests, {result.errors} errors, "
                         f"p99 {result.p99_ms:.1f} ms, readyz {ready}, RSS {rounds[-1][3]:.1f} MB",
                         flush=True,
                     )
-            alive = server.process is not None and server.process.poll() is None
+            alive = server.alive()
             log_tail = server.log_tail(200)
 
     requests = sum(result.requests for _, result, _, _ in rounds)

@@ -30,6 +30,7 @@ import httpx
 import numpy as np
 
 from bench import load
+from bench.run import bundle_server
 from bench.server import HOST, REPO_ROOT, Server
 from bench.soak import BODY, RssSampler, commit
 
@@ -73,7 +74,7 @@ def check_reference(server: Server, data: bytes, answer: httpx.Response) -> None
         raise SystemExit("the lone /forecast answer does not match its CSV")
     for index in (0, len(points) // 2, len(points) - 1):
         window = closes[index : index + WINDOW].tolist()
-        single = httpx.post(server.url("/predict"), json={"closes": window}).json()
+        single = httpx.post(server.base_url + "/predict", json={"closes": window}).json()
         if abs(single["next_close"] - points[index]["predicted"]) > 1e-6 * single["next_close"]:
             raise SystemExit(f"point {index} differs from /predict on its window")
 
@@ -90,7 +91,7 @@ class Burst:
 
 
 def upload_loop(server: Server, data: bytes, reference: bytes, until: float, burst: Burst) -> None:
-    with httpx.Client(base_url=server.url(""), timeout=300) as client:
+    with httpx.Client(base_url=server.base_url, timeout=300) as client:
         while time.monotonic() < until:
             started = time.perf_counter()
             try:
@@ -117,7 +118,7 @@ def upload_loop(server: Server, data: bytes, reference: bytes, until: float, bur
 
 
 def livez_loop(server: Server, stop: threading.Event, burst: Burst) -> None:
-    with httpx.Client(base_url=server.url(""), timeout=30) as client:
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
         while not stop.wait(0.05):
             started = time.perf_counter()
             try:
@@ -174,7 +175,7 @@ def slow_headers(
         selector.register(sock, selectors.EVENT_READ)
         opened += 1
     started = time.monotonic()
-    normal_ok = httpx.get(server.url("/livez"), timeout=30).status_code == 200
+    normal_ok = httpx.get(server.base_url + "/livez", timeout=30).status_code == 200
     closed = 0
     while closed < opened and time.monotonic() - started < deadline_s + 30:
         for key, _ in selector.select(timeout=1):
@@ -230,17 +231,14 @@ def main() -> int:
     load_before = os.getloadavg()
     with TemporaryDirectory(prefix="stress-") as scratch:
         folder = Path(scratch)
-        server = Server(
-            backend="onnx", store=args.store, name=args.name, version="latest",
-            log_path=folder / "server.log",
-        )  # fmt: skip
+        server = bundle_server("onnx", args.store, args.name, "latest", folder / "server.log")
         with server:
-            idle_rss = server.rss_mb()
+            idle_rss = server.rss_mib()
             print(f"lone 15 MB CSV ({len(data) / 1e6:.1f} MB)", flush=True)
             with RssSampler(server, interval_s=0.02) as lone_sampler:
                 started = time.perf_counter()
                 lone = httpx.post(
-                    server.url("/forecast"), content=data,
+                    server.base_url + "/forecast", content=data,
                     headers={"Content-Type": "text/csv"}, timeout=600,
                 )  # fmt: skip
                 lone_seconds = time.perf_counter() - started
@@ -251,14 +249,14 @@ def main() -> int:
                 server, data, lone.content, folder, args.baseline_seconds, 0
             )
             time.sleep(2)
-            start_rss = server.rss_mb()
+            start_rss = server.rss_mib()
             print(f"burst: {args.uploaders} uploaders for {args.seconds} s + wrk -c32", flush=True)
             burst, wrk, samples = run_burst(
                 server, data, lone.content, folder, args.seconds, args.uploaders
             )
             load_burst = os.getloadavg()
             time.sleep(10)
-            after_rss = server.rss_mb()
+            after_rss = server.rss_mib()
             print(f"slow heads: {args.slow_connections} connections", flush=True)
             opened, closed, normal_ok, close_seconds = slow_headers(
                 server, args.slow_connections, deadline_s=10.0

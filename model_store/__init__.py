@@ -21,7 +21,7 @@ from model_store.errors import (
     VersionNotFoundError,
 )
 from model_store.intervals import DEFAULT_LEVEL, LEVELS, Intervals, conformal_quantiles
-from model_store.series import PriceSeries, parse_price_csv, validate_closes
+from model_store.series import PriceSeries, parse_price_csv
 from model_store.store import LATEST, MANIFEST, Bundle, ModelStore, parse_version, validate_name
 from model_store.windows import prediction_windows, sliding_windows
 
@@ -52,6 +52,5 @@ __all__ = [
     "parse_version",
     "prediction_windows",
     "sliding_windows",
-    "validate_closes",
     "validate_name",
 ]

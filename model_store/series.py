@@ -258,15 +258,3 @@ def _plain_series(
         for row, day in zip(rows[is_null].tolist(), dates[is_null].tolist(), strict=True)
     ]
     return _sorted_series(dates[~is_null], values, rows[~is_null], column_name, warnings)
-
-
-def validate_closes(values: list[float] | np.ndarray, name: str = "closes") -> np.ndarray:
-    """A list of closes as float64, refusing non-finite or non-positive entries by index."""
-    array = np.asarray(values, dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(array) | (array <= 0.0))
-    if len(bad):
-        index = int(bad[0])
-        raise SeriesError(
-            f"{name}[{index}] = {float(array[index])!r} is not a finite positive number"
-        )
-    return array

@@ -1,23 +1,18 @@
-"""App test helpers: settings for a tiny store, publishing copies, a real uvicorn server."""
+"""App test helpers: settings for a tiny store, publishing copies; real servers are bench.server's."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest
-
-from app.http_protocol import UVICORN_OPTION
 from app.settings import Settings
+from bench.server import app_server
+from bench.server import free_port as free_port  # re-exported for tests written against it
 from model_store import Bundle, ModelStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -67,45 +62,10 @@ def place_corrupt_version(source: Bundle, store: Path, name: str = "tiny") -> in
     return number
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def uvicorn_server(env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`uvicorn app.main:app` in a subprocess on a free port; yields (base URL, process)."""
-    port = free_port()
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.main:app", *UVICORN_OPTION, "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            cwd=REPO_ROOT,
-            env={**os.environ, **env},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"uvicorn exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{base}/livez", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"uvicorn did not answer within 60 s:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield base, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """`uvicorn app.main:app` on a free port; yields (base URL, process). New tests: use
+    `bench.server.app_server`, which this wraps."""
+    with app_server(env, log, "--log-level", "warning", ready_path="/livez") as server:
+        assert server.process is not None
+        yield server.base_url, server.process

@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.batching import MicroBatcher
 from app.errors import InvalidInputError
 from app.predictor import OnnxRuntime, Predictor
+from bench.server import app_server
 from model_store import Bundle
-from tests.app.support import uvicorn_server
 
 
 class RecordingRuntime:
@@ -155,9 +155,9 @@ def test_concurrent_requests_to_a_real_server_share_model_calls(
                 statuses += [answer.status_code for answer in answers]
             return statuses
 
-    with uvicorn_server(env, tmp_path / "uvicorn.log") as (base, _):
-        statuses = asyncio.run(bursts(base))
-        families = text_string_to_metric_families(httpx.get(f"{base}/metrics").text)
+    with app_server(env, tmp_path / "uvicorn.log", "--log-level", "warning") as server:
+        statuses = asyncio.run(bursts(server.base_url))
+        families = text_string_to_metric_families(server.client.get("/metrics").text)
         samples = {s.name: s.value for f in families for s in f.samples if not s.labels}
 
     assert statuses == [200] * 320

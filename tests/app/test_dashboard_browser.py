@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +23,7 @@ from playwright.sync_api import (
 )
 
 from app.routers.dashboard import STATIC_DIR, plotly_js_path
+from bench.server import HOST, Server, app_server, free_port
 from model_store import Bundle, ModelStore
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -49,58 +46,22 @@ HORIZON = 10  # the page's default horizon
 TIMEOUT_MS = 20_000
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def demo_bundle() -> Bundle:
     """The committed demo bundle, verified: what the server serves and the page must show."""
     return ModelStore(STORE).verify(MODEL)
 
 
-@contextmanager
-def _process(command: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
-    """Run `command` until the block ends; enter once `ready_url` answers 200."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=output, stderr=output)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"{command[2]} exited ({process.returncode}):\n{log.read_text()}")
-            try:
-                if httpx.get(ready_url, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"{ready_url} not ready within 60 s:\n{log.read_text()}")
-            time.sleep(0.25)
-        yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture(scope="module")
 def frontend_origin() -> str:
     """Where the separately hosted copy of the page lives (the API allows it by CORS)."""
-    return f"http://127.0.0.1:{_free_port()}"
+    return f"http://{HOST}:{free_port()}"
 
 
 @pytest.fixture(scope="module")
 def server(frontend_origin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real uvicorn process serving the committed demo bundle on a free loopback port."""
-    base = f"http://127.0.0.1:{_free_port()}"
     env = {
-        **os.environ,
         "MODEL_STORE_DIR": str(STORE),
         "MODEL_NAME": MODEL,
         "MODEL_VERSION": "latest",
@@ -108,11 +69,9 @@ def server(frontend_origin: str, tmp_path_factory: pytest.TempPathFactory) -> It
         "MODEL_POLL_SECONDS": "0",
         "CORS_ORIGINS": frontend_origin,
     }
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
-    command += ["--port", str(urlsplit(base).port)]
     log = tmp_path_factory.mktemp("dashboard-server") / "uvicorn.log"
-    with _process(command, env, f"{base}/readyz", log):
-        yield base
+    with app_server(env, log, ready_timeout_s=60.0) as server:
+        yield server.base_url
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +82,13 @@ def frontend(frontend_origin: str, tmp_path_factory: pytest.TempPathFactory) -> 
     shutil.copy(STATIC_DIR / "index.html", site / "index.html")
     (site / "vendor").mkdir()
     shutil.copy(plotly_js_path(), site / "vendor" / "plotly.min.js")
-    port = str(urlsplit(frontend_origin).port)
-    command = [sys.executable, "-m", "http.server", port, "--bind", "127.0.0.1"]
+    port = urlsplit(frontend_origin).port
+    assert port is not None
+    command = [sys.executable, "-m", "http.server", str(port), "--bind", HOST]
     command += ["--directory", str(site)]
-    with _process(command, dict(os.environ), f"{frontend_origin}/", site.parent / "site.log"):
-        yield frontend_origin
+    log = site.parent / "site.log"
+    with Server(command, port=port, env=os.environ, log_path=log, ready_path="/") as static:
+        yield static.base_url
 
 
 @pytest.fixture(scope="module")

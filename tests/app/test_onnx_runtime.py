@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnxruntime as ort
+import psutil
 
 from app.predictor import ONNX_CHUNK, ONNX_FILE, OnnxRuntime
 from app.settings import DEFAULT_STORE_DIR
@@ -13,10 +12,8 @@ from model_store import Bundle, ModelStore
 
 
 def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
+    """Resident memory of this process, MiB."""
+    return psutil.Process().memory_info().rss / 2**20
 
 
 def encoded_windows(bundle: Bundle, count: int) -> np.ndarray:

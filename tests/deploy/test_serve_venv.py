@@ -17,10 +17,8 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,8 @@ from pathlib import Path
 import httpx
 import pytest
 from deploy_spec import REPO_ROOT, DockerIgnore, Instruction, Stage, apply_env, stage_chain
+
+from bench.server import Server, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -166,12 +166,6 @@ class Replay:
             )
 
 
-def free_port() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return str(probe.getsockname()[1])
-
-
 def on_port(words: list[str], old: str, new: str) -> list[str]:
     """The CMD/HEALTHCHECK words with the container port swapped for a free one."""
     return [
@@ -192,36 +186,16 @@ def image(
 
 
 @pytest.fixture(scope="session")
-def server(image: Image) -> Iterator[str]:
-    """The image's CMD running; yields its base URL once /readyz answers 200."""
+def server(image: Image, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The image's CMD running with only the image's environment; yields its base URL once
+    /readyz answers 200."""
     port = free_port()
-    process = subprocess.Popen(
-        on_port(image.command, image.port, port), cwd=image.workdir, env=image.env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            process.kill()
-            output = process.communicate(timeout=10)[0]
-            pytest.fail(f"the image's CMD never became ready:\n{output}")
-        yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        if process.stdout:
-            process.stdout.close()
+    with Server(
+        on_port(image.command, image.port, str(port)), port=port, env=image.env, cwd=image.workdir,
+        log_path=tmp_path_factory.mktemp("serve-cmd") / "server.log", ready_timeout_s=90.0,
+        poll_s=0.5, stop_timeout_s=20.0,
+    ) as running:  # fmt: skip
+        yield running.base_url
 
 
 def test_serve_venv_has_no_tensorflow_and_no_training_code(image: Image) -> None:
@@ -262,7 +236,7 @@ def test_image_cmd_serves_readyz_and_the_healthcheck_passes(image: Image, server
 
 def test_healthcheck_fails_when_nothing_answers(image: Image) -> None:
     probe = subprocess.run(
-        on_port(image.healthcheck, image.port, free_port()), cwd=image.workdir, env=image.env,
+        on_port(image.healthcheck, image.port, str(free_port())), cwd=image.workdir, env=image.env,
         capture_output=True, text=True, timeout=10, check=False,
     )  # fmt: skip
     assert probe.returncode != 0

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_store import SeriesError, parse_price_csv, validate_closes
+from model_store import SeriesError, parse_price_csv
 from model_store.series import _parse_general, parse_plain_csv
 
 HEADER = "Date,Open,High,Low,Close,Adj Close,Volume\n"
@@ -114,14 +114,6 @@ def test_malformed_files_are_refused(tmp_path: Path, content: bytes, message: st
     path.write_bytes(content)
     with pytest.raises(SeriesError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
         parse_price_csv(path.read_bytes())
-
-
-def test_validate_closes_names_the_bad_index() -> None:
-    assert validate_closes([1.0, 2.5]).dtype == np.float64
-    with pytest.raises(SeriesError, match=r"closes\[2\] = nan is not a finite positive number"):
-        validate_closes([1.0, 2.0, float("nan")])
-    with pytest.raises(SeriesError, match=r"window\[0\] = -1.0"):
-        validate_closes([-1.0], name="window")
 
 
 def test_numpy_parser_reads_the_real_exports_like_the_general_parser(shared_data: Path) -> None:

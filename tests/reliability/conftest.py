@@ -9,16 +9,18 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from reliability_harness import ServerProcess, running_server
+from reliability_harness import running_server
+
+from bench.server import Server
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Factory: `start_server(store, name, **env)` -> a ready server; all are stopped at the end."""
     numbers = itertools.count()
     with ExitStack() as servers:
 
-        def start(store: Path, name: str, **env: str) -> ServerProcess:
+        def start(store: Path, name: str, **env: str) -> Server:
             settings = {"MODEL_STORE_DIR": str(store), "MODEL_NAME": name, **env}
             log = tmp_path / f"server-{next(numbers)}.log"
             return servers.enter_context(running_server(settings, log))

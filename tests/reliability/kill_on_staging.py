@@ -19,14 +19,16 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from model_store.store import STAGING_PREFIX
 
 
-def ended(pid: int) -> bool:
+def ended(process: psutil.Process) -> bool:
     """Gone, or a zombie waiting for its parent to reap it."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return True
 
 
@@ -34,6 +36,10 @@ def main() -> int:
     folder, pid, timeout_s = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     delay_s = float(sys.argv[4]) / 1000.0 if len(sys.argv) > 4 else 0.0
     deadline = time.monotonic() + timeout_s
+    try:
+        process = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return 1
     while time.monotonic() < deadline:
         staging = [e.name for e in os.scandir(folder) if e.name.startswith(STAGING_PREFIX)]
         if staging:
@@ -42,7 +48,7 @@ def main() -> int:
             os.kill(pid, signal.SIGKILL)
             print("\n".join(staging))
             return 0
-        if ended(pid):
+        if ended(process):
             return 1
         time.sleep(0.0002)
     return 1

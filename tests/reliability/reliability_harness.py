@@ -1,4 +1,4 @@
-"""Helpers of the reliability tests: real uvicorn servers on free loopback ports, a load generator.
+"""Helpers of the reliability tests: quiet real uvicorn servers (bench.server's), a load generator.
 
 Every reliability test talks HTTP to a separate `uvicorn app.main:app` process, so what is
 measured (status codes, readiness, resident memory, survival) is what a deployment sees.
@@ -7,123 +7,30 @@ measured (status codes, readiness, resident memory, survival) is what a deployme
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from app.http_protocol import UVICORN_OPTION
+from bench.server import REPO_ROOT as REPO_ROOT  # re-exported for tests written against it
+from bench.server import Server, app_server
+from bench.server import free_port as free_port
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
 CONCURRENCY = 32
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+ServerProcess = Server  # the name tests written against this module use
 
 
-def vm_rss_kib(pid: int) -> int:
-    """Resident memory of `pid` from /proc (kB)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for pid {pid}")
-
-
-class ServerProcess:
-    """`python -m uvicorn app.main:app` with the given environment, on a free port."""
-
-    def __init__(self, env: dict[str, str], log_path: Path):
-        self.port = free_port()
-        self.base_url = f"http://{HOST}:{self.port}"
-        self.log_path = log_path
-        self.env = {**os.environ, "LOG_LEVEL": "warning", **env}
-        command = [sys.executable, "-m", "uvicorn", "app.main:app", *UVICORN_OPTION]
-        command += ["--host", HOST, "--port", str(self.port), "--no-access-log"]
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-        self.client = httpx.Client(base_url=self.base_url, timeout=60.0)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def rss_mib(self) -> float:
-        """Resident memory of the server process, MiB."""
-        return vm_rss_kib(self.pid) / 1024.0
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def wait_until(self, path: str, status: int, timeout_s: float = 90.0) -> httpx.Response:
-        """Poll GET `path` until it answers `status`; fail with the server log otherwise."""
-        deadline = time.monotonic() + timeout_s
-        last: Any = None
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise AssertionError(
-                    f"server exited ({self.process.returncode}) before {path} gave {status}:\n"
-                    f"{self.log_text()[-3000:]}"
-                )
-            try:
-                response = self.client.get(path)
-                if response.status_code == status:
-                    return response
-                last = f"{response.status_code} {response.text[:300]}"
-            except httpx.TransportError as exc:
-                last = repr(exc)
-            time.sleep(0.05)
-        raise AssertionError(
-            f"{path} never gave {status} (last: {last}):\n{self.log_text()[-3000:]}"
-        )
-
-    def served_version(self) -> int:
-        """The version /readyz reports (the server must be ready)."""
-        response = self.client.get("/readyz")
-        assert response.status_code == 200, response.text
-        return int(response.json()["model"]["version"])
-
-    def stop(self) -> None:
-        """SIGTERM (graceful), SIGKILL after 15 s."""
-        self.client.close()
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-@contextmanager
-def running_server(env: dict[str, str], log_path: Path) -> Iterator[ServerProcess]:
-    """A server that is ready on entry and stopped on exit."""
-    server = ServerProcess(env, log_path)
-    try:
-        server.wait_until("/readyz", 200)
-        yield server
-    finally:
-        server.stop()
+def running_server(env: dict[str, str], log_path: Path) -> Server:
+    """A quiet app server (warnings only, no access log) with `env` on top of this process'
+    environment: ready on entering the `with` block, stopped on leaving it."""
+    return app_server(
+        {"LOG_LEVEL": "warning", **env}, log_path, "--no-access-log", ready_timeout_s=90.0
+    )
 
 
 def predict_body(window: int = 40, start: float = 190.0) -> dict[str, list[float]]:

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from reliability_harness import ServerProcess, running_server
+from reliability_harness import running_server
+
+from bench.server import Server
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 EXPECTED: dict[str, dict[str, object]] = json.loads((CORPUS / "expected.json").read_text())
@@ -126,9 +128,7 @@ CASES = corpus_cases() + generated_cases()
 
 
 @pytest.fixture(scope="module")
-def corpus_server(
-    tiny_store: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
+def corpus_server(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server with the shipped defaults (MAX_BODY_BYTES 16 MiB) for the whole corpus."""
     env = {"MODEL_STORE_DIR": str(tiny_store), "MODEL_NAME": "tiny"}
     with running_server(env, tmp_path_factory.mktemp("corpus") / "server.log") as server:
@@ -136,7 +136,7 @@ def corpus_server(
 
 
 @pytest.fixture(scope="module")
-def documented(corpus_server: ServerProcess) -> dict[str, set[int]]:
+def documented(corpus_server: Server) -> dict[str, set[int]]:
     """Documented statuses of each POST operation, from the server's own OpenAPI document."""
     paths = corpus_server.client.get("/openapi.json").json()["paths"]
     return {
@@ -161,7 +161,7 @@ def test_corpus_is_large_and_every_file_has_an_expectation() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_bad_input_gets_its_documented_4xx_naming_the_problem(
-    case: BadRequest, corpus_server: ServerProcess, documented: dict[str, set[int]]
+    case: BadRequest, corpus_server: Server, documented: dict[str, set[int]]
 ) -> None:
     started = time.perf_counter()
     response = case.send(corpus_server.client)
@@ -178,7 +178,7 @@ def test_bad_input_gets_its_documented_4xx_naming_the_problem(
 
 
 def test_memory_stays_flat_and_the_server_stays_ready_over_corpus_replays(
-    corpus_server: ServerProcess,
+    corpus_server: Server,
 ) -> None:
     def replay() -> None:
         for case in CASES:

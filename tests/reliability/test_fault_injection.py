@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from reliability_harness import REPO_ROOT, BackgroundLoad, ServerProcess
+from reliability_harness import BackgroundLoad
 
+from bench.server import REPO_ROOT, Server
 from model_store import MANIFEST, ModelStore
 
 KILLER = Path(__file__).resolve().parent / "kill_on_staging.py"
@@ -31,7 +32,7 @@ NAME = "tiny"
 
 pytestmark = pytest.mark.slow
 
-StartServer = Callable[..., ServerProcess]
+StartServer = Callable[..., Server]
 Corruption = Callable[[Path], None]
 
 
@@ -150,7 +151,7 @@ def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 30.0) -
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def version_error(server: ServerProcess, version: int) -> str | None:
+def version_error(server: Server, version: int) -> str | None:
     for entry in server.client.get("/models").json()["versions"]:
         if entry["version"] == version:
             return entry["error"]
@@ -211,7 +212,7 @@ def test_the_keras_backend_loads_in_safe_mode_and_refuses_the_lambda_model(
     assert np.isfinite(genuine.run(np.full((1, 40, 1), 0.5, dtype=np.float32))).all()
 
 
-def store_error_status(server: ServerProcess, fragment: str) -> dict[str, Any] | None:
+def store_error_status(server: Server, fragment: str) -> dict[str, Any] | None:
     """/models, once its `store_error` contains `fragment`."""
     status: dict[str, Any] = server.client.get("/models").json()
     return status if fragment in (status["store_error"] or "") else None

@@ -9,7 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from reliability_harness import CONCURRENCY, ServerProcess, predict_body, run_load
+from reliability_harness import CONCURRENCY, predict_body, run_load
+
+from bench.server import Server
 
 REQUESTS = 3000
 
@@ -17,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_thousands_of_concurrent_requests_without_a_single_error(
-    private_store: Path, start_server: Callable[..., ServerProcess]
+    private_store: Path, start_server: Callable[..., Server]
 ) -> None:
     server = start_server(private_store, "tiny")
     expected = server.client.post("/predict", json=predict_body()).json()["next_close"]

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from reliability_harness import ServerProcess, running_server
+from reliability_harness import running_server
 from schemathesis import Case
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.config import SchemathesisConfig
 
 from app.main import create_app
 from app.settings import Settings
+from bench.server import Server
 
 ADMIN_TOKEN = "fuzz-admin-token"
 MAX_EXAMPLES = 200
@@ -37,9 +38,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(
-    tiny_store: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
+def fuzz_server(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server for the whole module, with admin on so the admin operations are fuzzed too."""
     env = {"MODEL_STORE_DIR": str(tiny_store), "MODEL_NAME": "tiny", "ADMIN_TOKEN": ADMIN_TOKEN}
     with running_server(env, tmp_path_factory.mktemp("fuzz") / "server.log") as server:
@@ -76,7 +75,7 @@ schema = load_schema()
 
 
 @schema.parametrize()
-def test_every_operation_honours_its_schema(case: Case, fuzz_server: ServerProcess) -> None:
+def test_every_operation_honours_its_schema(case: Case, fuzz_server: Server) -> None:
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"} if case.path.startswith("/admin") else {}
     response = case.call_and_validate(
         base_url=fuzz_server.base_url,
@@ -88,7 +87,7 @@ def test_every_operation_honours_its_schema(case: Case, fuzz_server: ServerProce
 
 
 def test_the_fuzzer_reached_every_operation_and_the_server_is_still_ready(
-    fuzz_server: ServerProcess,
+    fuzz_server: Server,
 ) -> None:
     """Runs after the fuzzing above (pytest keeps file order)."""
     assert fuzz_server.client.get("/openapi.json").json() == OPENAPI

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reliability_harness import REPO_ROOT, ServerProcess, free_port, running_server
+from reliability_harness import running_server
 
+from bench.server import REPO_ROOT, Server, free_port, uvicorn_command
 from model_store import InvalidNameError, InvalidVersionError, ManifestError, ModelStore
 
 TOKEN = "correct-horse-battery-staple-4f9c"
@@ -25,7 +25,7 @@ BEARER = {"Authorization": f"Bearer {TOKEN}"}
 pytestmark = pytest.mark.slow
 
 
-def server_with(env: dict[str, str], store: Path, log: Path) -> Iterator[ServerProcess]:
+def server_with(env: dict[str, str], store: Path, log: Path) -> Iterator[Server]:
     """A ready server on the read-only tiny store (nothing here writes to the store)."""
     with running_server(
         {"MODEL_STORE_DIR": str(store), "MODEL_NAME": "tiny", **env}, log
@@ -34,7 +34,7 @@ def server_with(env: dict[str, str], store: Path, log: Path) -> Iterator[ServerP
 
 
 @pytest.fixture(scope="module")
-def guarded(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def guarded(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """ADMIN_TOKEN set."""
     yield from server_with(
         {"ADMIN_TOKEN": TOKEN}, tiny_store, tmp_path_factory.mktemp("admin") / "log"
@@ -44,7 +44,7 @@ def guarded(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 @pytest.fixture(scope="module", params=["unset", "empty"])
 def unguarded(
     request: pytest.FixtureRequest, tiny_store: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
+) -> Iterator[Server]:
     """ADMIN_TOKEN unset, or set to the empty string (which must not mean "empty token")."""
     env = {} if request.param == "unset" else {"ADMIN_TOKEN": ""}
     yield from server_with(env, tiny_store, tmp_path_factory.mktemp("no-admin") / "log")
@@ -65,7 +65,7 @@ def unguarded(
     ],
 )
 def test_admin_refuses_missing_or_wrong_tokens_with_401(
-    label: str, headers: dict[str, str], guarded: ServerProcess
+    label: str, headers: dict[str, str], guarded: Server
 ) -> None:
     for response in (
         guarded.client.post("/admin/reload", headers=headers),
@@ -77,14 +77,14 @@ def test_admin_refuses_missing_or_wrong_tokens_with_401(
     assert guarded.served_version() == 1
 
 
-def test_admin_accepts_the_right_token(guarded: ServerProcess) -> None:
+def test_admin_accepts_the_right_token(guarded: Server) -> None:
     assert guarded.client.post("/admin/reload", headers=BEARER).status_code == 200
     # The scheme is case-insensitive (RFC 7235); the token is not.
     lower = {"Authorization": f"bearer {TOKEN}"}
     assert guarded.client.post("/admin/reload", headers=lower).status_code == 200
 
 
-def test_admin_is_off_without_a_token_even_for_a_guessed_one(unguarded: ServerProcess) -> None:
+def test_admin_is_off_without_a_token_even_for_a_guessed_one(unguarded: Server) -> None:
     for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Bearer None"}):
         response = unguarded.client.post("/admin/reload", headers=headers)
         assert response.status_code == 403
@@ -99,7 +99,7 @@ def test_admin_is_off_without_a_token_even_for_a_guessed_one(unguarded: ServerPr
     ["../1", "1/../../etc", "/etc/passwd", "1 ", "01", 0, -1, 1.5, True, None, 10**12, "1e3"],
 )
 def test_pinned_versions_cannot_name_anything_but_a_version(
-    version: object, guarded: ServerProcess
+    version: object, guarded: Server
 ) -> None:
     response = guarded.client.post("/admin/pin", json={"version": version}, headers=BEARER)
     assert response.status_code == 422, response.text
@@ -119,9 +119,8 @@ def test_a_server_configured_to_escape_the_store_refuses_to_start(
     variable: str, value: str, named: str, private_store: Path
 ) -> None:
     env = {"MODEL_STORE_DIR": str(private_store), "MODEL_NAME": "tiny", variable: value}
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(free_port())]
     result = subprocess.run(
-        command,
+        uvicorn_command(free_port()),
         cwd=REPO_ROOT,
         env={**os.environ, **env},
         capture_output=True,
