@@ -10,7 +10,7 @@ import pytest
 
 from app.main import create_app
 from app.settings import Settings
-from tools.model_quality import PAGE, quality_tables, replace_tables
+from tools.model_quality import BEGIN, PAGE, quality_tables, replace_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted(
@@ -95,6 +95,13 @@ def test_the_readme_is_a_front_door() -> None:
     assert len(readme.splitlines()) <= 150
     # Nothing about how it was built: no issue numbers, no commit hashes.
     assert re.findall(r"\bissues? \d+|\b[0-9a-f]{7,40}\b", prose(readme)) == []
+
+
+def test_the_readme_verdict_quotes_the_generated_model_quality_tables() -> None:
+    verdict = (ROOT / "README.md").read_text().split("## How good is the model?")[1].split("##")[0]
+    tables = PAGE.read_text().split(BEGIN)[1]
+    ratios = re.findall(r"\b\d\.\d{4}\b", verdict)
+    assert ratios and [ratio for ratio in ratios if ratio not in tables] == []
 
 
 def test_every_setting_is_documented_within_two_clicks_of_the_readme() -> None:
