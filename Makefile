@@ -8,7 +8,7 @@ DATA   ?= ../shared/data
 STORE  ?= models
 NAME   ?= fb-lstm
 
-.PHONY: run test browser lint deploy-lint train demo-bundle serve-deps dev-deps clean soak audit stress
+.PHONY: run test browser lint deploy-lint train demo-bundle model-quality serve-deps dev-deps clean soak audit stress
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,8 @@ browser:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 lint: dev-deps
-	$(BIN)/ruff check app model_store training tests bench
-	$(BIN)/ruff format --check app model_store training tests bench
+	$(BIN)/ruff check app model_store training tests bench tools
+	$(BIN)/ruff format --check app model_store training tests bench tools
 	$(BIN)/mypy
 
 # Dockerfile and compose file, checked without a Docker engine (tests/deploy runs the same checks
@@ -72,6 +72,11 @@ demo-bundle: dev-deps
 		--store $(STORE) --name $(NAME)
 	$(BIN)/python -m training verify --store $(STORE) --name $(NAME) --version 1
 	$(BIN)/python -m training verify --store $(STORE) --name $(NAME) --version 2
+
+# Rewrites the tables of docs/model-quality.md from the demo store's manifests (and its models
+# run on the price files); tests/test_docs.py fails when they are out of date.
+model-quality: serve-deps
+	$(BIN)/python -m tools.model_quality --store $(STORE) --name $(NAME) --data $(DATA)
 
 # Default (ONNX Runtime) backend against PREDICTOR_BACKEND=keras, side by side (~6 min; needs wrk,
 # installed from Debian when missing). Prints the table and writes bench/RESULTS.md.

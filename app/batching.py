@@ -1,9 +1,8 @@
 """Dynamic batching: concurrent single-window /predict requests share one model call.
 
-Under load, requests queue on the event loop; each would otherwise pay a full ONNX Runtime call
-(~90 us for one window, latency-bound: 4 LSTM layers x 40 steps of tiny matrix products), while a
-32-window call costs ~45 us a window. The benchmark (bench/) measured 25% less server CPU per
-request at concurrency 32 with this batching, and no change to single-request latency.
+Under load, requests queue on the event loop; a small LSTM's call is latency-bound, so one call
+for many windows costs far less per window than a call each
+(docs/decisions/0002-no-lone-request-shortcut.md).
 """
 
 from __future__ import annotations
@@ -23,14 +22,14 @@ class MicroBatcher:
 
     The wait is bounded by one turn of the event loop: the first window schedules the flush with
     `call_soon`, so a batch holds exactly the requests that reached this point in the same turn
-    (a lone request waits microseconds, never a timer). A batch never exceeds `max_batch` windows
-    (~3 ms of model time), so the loop is never blocked for long. Windows are grouped by predictor,
+    (a lone request waits microseconds, never a timer). A batch never exceeds `max_batch` windows,
+    so the loop is never blocked for long. Windows are grouped by predictor,
     so a hot swap mid-batch answers each request from the model it started with.
 
     A request can not tell whether others will join: under uvicorn each request runs from its
     first byte to this point without yielding, so "requests in flight" is always one here even
-    at concurrency 32 (predicting alone when it was one cost 50% more CPU per request under
-    load). Every window therefore takes the loop turn, ~0.015 ms when it turns out to be alone.
+    at concurrency 32. Every window therefore takes the loop turn, even when it turns out to be
+    alone (docs/decisions/0002-no-lone-request-shortcut.md).
 
     Event-loop only: every method runs on the loop's thread, so no lock is needed.
     """

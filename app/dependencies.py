@@ -1,7 +1,8 @@
 """Dependency aliases: endpoints declare what they need; tests override these, not globals.
 
 Every dependency is `async def` although none awaits: FastAPI runs a plain `def` dependency in
-the threadpool, and those hops (several per request) were most of a /predict's CPU time.
+the threadpool, a hop that costs more than the prediction
+(docs/decisions/0005-async-dependencies.md).
 """
 
 from __future__ import annotations

@@ -54,8 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limit_malloc_arenas()  # before the worker threads exist
         await registry.start()
         # What exists now (FastAPI, pydantic, numpy, ONNX Runtime, the bundle) lives as long as
-        # the process: freezing it keeps the full collections that requests trigger from walking
-        # it every time (~25 ms each, ~12% of /predict's CPU before).
+        # the process: frozen, it is no longer walked by every full collection requests trigger
+        # (docs/decisions/0010-gc-freeze.md).
         gc.collect()
         gc.freeze()
         try:
@@ -69,7 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         # The service exports its own Prometheus metrics; FastAPI's built-in OpenTelemetry hooks
-        # would only look up (unconfigured) global providers on every request, ~7% of /predict.
+        # would only look up unconfigured global providers on every request
+        # (docs/decisions/0009-telemetry-off.md).
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings

@@ -17,9 +17,9 @@ from model_store import Bundle, Intervals, WindowEncoding
 
 ONNX_FILE = "model.onnx"
 KERAS_FILE = "model.keras"
-# Big batches run through ONNX Runtime this many windows at a time. Its memory arena keeps the
-# largest buffers it ever needed (a 10,000-window call left the process at 617 MB), and chunks
-# are also faster (1,219 windows: 53 ms instead of 74 ms of CPU, the buffers stay in cache).
+# Big batches run through ONNX Runtime this many windows at a time: its memory arena keeps the
+# largest buffers it ever needed, so chunks bound the memory
+# (docs/decisions/0003-128-window-chunks.md).
 ONNX_CHUNK = 128
 # Windows encoded, run and decoded this many at a time, so a long CSV's float copies stay a few
 # MB whatever its length.
@@ -30,8 +30,8 @@ class Runtime(Protocol):
     """A loaded model: encoded windows `(n, window, 1)` float32 -> raw outputs `(n, 1)`."""
 
     name: str
-    # Cheap enough (~0.1 ms a window) to run on the event loop, and worth batching across
-    # concurrent requests; a slow runtime runs in a worker thread, one request at a time.
+    # Cheap enough to run on the event loop, and worth batching across concurrent requests;
+    # a slow runtime runs in a worker thread, one request at a time.
     inline: bool
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
@@ -50,9 +50,9 @@ class OnnxRuntime:
         # file's sha256 and loading it.
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        # One thread per session: a request is ~0.1 ms of compute, too little to split, and an
-        # intra-op pool that spins between calls steals the core the event loop needs (p99 went
-        # from 4 ms to 0.2 ms in-process). Scale out with uvicorn workers, one per core.
+        # One thread per session: a request's compute is too little to split, and an intra-op
+        # pool that spins between calls steals the core the event loop needs; scale out with
+        # uvicorn workers, one per core (docs/decisions/0006-onnx-runtime-one-thread.md).
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -78,8 +78,8 @@ class KerasRuntime:
     """Keras 3 (TensorFlow) for parity checks and benchmarks; needs the train extra."""
 
     name = "keras"
-    # The tutorial's way of serving (one `model.predict` per request, ~50-100 ms): the
-    # benchmark's baseline, so it is deliberately not batched across requests.
+    # The tutorial's way of serving (one `model.predict` per request): the benchmark's
+    # baseline, so it is deliberately not batched across requests.
     inline = False
 
     def __init__(self, bundle: Bundle):
@@ -96,8 +96,8 @@ class KerasRuntime:
         self._lock = threading.Lock()  # a Keras model is not safe to call from several threads
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
-        # `predict` runs a compiled graph; calling the model eagerly steps the LSTMs op by op in
-        # Python and took 4x as long (220 ms against 50 ms a window, bench/RESULTS.md).
+        # `predict` runs a compiled graph; calling the model eagerly would step the LSTMs op by
+        # op in Python, several times slower (docs/decisions/0004-onnx-runtime-over-keras.md).
         with self._lock:
             return np.asarray(self._model.predict(inputs, verbose=0))
 

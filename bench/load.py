@@ -24,8 +24,8 @@ class Client:
     """One keep-alive HTTP/1.1 connection on a plain socket.
 
     Requests are sent as ready-made bytes and answers read by their Content-Length, so a timed
-    request measures the server and the loopback rather than a Python HTTP client (http.client
-    added ~0.1 ms to every request, a fifth of what is being measured).
+    request measures the server and the loopback rather than a Python HTTP client, whose own
+    overhead would be a sizeable share of what is being measured.
     """
 
     def __init__(self, port: int, timeout_s: float = 120.0):

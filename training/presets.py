@@ -3,11 +3,11 @@
 Each `Settings` field carries its command-line help and the rule its value must satisfy; the CLI
 flags, the validation and the manifest's `training` block are derived from these declarations.
 
-`default` is the walk-forward winner (see README "Model quality"): scale-free relative windows,
+`default` is the walk-forward winner (see docs/model-quality.md): scale-free relative windows,
 sign-flipped copies, a bias-free LSTM(16), 10 epochs, three seeds averaged, the output shrunk
 toward persistence by the walk-forward's choice. `tutorial` is the reference tutorial as written:
 MinMax-scaled levels, 4 x LSTM(45) with Dropout 0.2, 100 epochs, seed 42; its walk-forward uses
-quarterly folds by default because each of its fits takes ~5 minutes on two cores.
+quarterly folds by default because each of its fits takes minutes.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def training_set(
 
     `sign_flip` appends the mirrored copies `(-x, -y)` (relative encoding only): a rise and the
     same fall are then equally likely, so the model cannot learn the training period's drift
-    (FB's +0.08 %/day was what made plain relative models lose to persistence).
+    (FB's upward drift of 2015-2019 made plain relative models lose to persistence).
     """
     windows, targets = sliding_windows(train_closes, window)
     inputs, encoded = encoding.encode(windows), encoding.encode_targets(targets, windows)

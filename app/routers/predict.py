@@ -25,7 +25,7 @@ from model_store import DEFAULT_LEVEL
 router = APIRouter(tags=["predict"])
 
 # With a fast (ONNX) runtime, up to this many windows run on the event loop: a thread hop would
-# cost more than the call (~0.1 ms a window). Bigger batches run in a worker thread so they never
+# cost more than the call. Bigger batches run in a worker thread so they never
 # stall the loop; single windows are batched across concurrent requests (app/batching.py).
 INLINE_WINDOWS = 64
 

@@ -76,7 +76,7 @@ def server(frontend_origin: str, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.fixture(scope="module")
 def frontend(frontend_origin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The same page hosted apart from the API by a plain static file server (README recipe)."""
+    """The same page hosted apart from the API by a plain static file server (the recipe in docs/dashboard.md)."""
     site = tmp_path_factory.mktemp("site")
     shutil.copytree(STATIC_DIR, site / "static")
     shutil.copy(STATIC_DIR / "index.html", site / "index.html")

@@ -30,8 +30,8 @@ from bench.server import Server
 
 ADMIN_TOKEN = "fuzz-admin-token"
 MAX_EXAMPLES = 200
-# Every case sent, by operation and status: the README's "cases fuzzed" figure and a check that
-# the fuzzer did reach each operation.
+# Every case sent, by operation and status: the "cases fuzzed" figure of SECURITY.md and a
+# check that the fuzzer did reach each operation.
 SENT: Counter[tuple[str, int]] = Counter()
 
 pytestmark = pytest.mark.slow

@@ -1,5 +1,5 @@
 """The committed demo store (`models/fb-lstm`): v1 is the tutorial preset, the latest is the
-default preset, and the README's quality claims hold for the committed files themselves.
+default preset, and the quality claims of docs/model-quality.md hold for the committed files themselves.
 (The price-level claim, /forecast on FB x10, is tested in tests/app/test_demo_bundle.py.)"""
 
 from __future__ import annotations
