@@ -1,12 +1,24 @@
-"""Fixtures for the deploy tests: the parsed Dockerfile, .dockerignore and compose config."""
+"""Fixtures for the deploy tests: the parsed Dockerfile, .dockerignore and compose config, and
+the real engine with the images built once per session."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from deploy_spec import COMPOSE_BINARY, REPO_ROOT, DockerIgnore, Stage, parse_dockerfile
+from engine import EngineUnavailable, Podman
+
+# The tags docker-compose.yml gives the images it builds.
+SERVE_IMAGE = "localhost/stock-lstm-service:serve"
+TRAIN_IMAGE = "localhost/stock-lstm-service:train"
+BALANCER_IMAGE = "localhost/stock-lstm-balancer:local"
 
 ALL_PROFILES = ("--profile", "train", "--profile", "scale")
 
@@ -37,3 +49,51 @@ def compose_config() -> dict[str, object]:
     assert result.returncode == 0, result.stderr
     config: dict[str, object] = json.loads(result.stdout)
     return config
+
+
+@pytest.fixture(scope="session")
+def podman() -> Iterator[Podman]:
+    """podman on a private storage that starts empty and is wiped (containers, volumes, images,
+    networks) when the session ends, or on PODMAN_TEST_STORAGE, whose images are kept; skips every
+    container test, saying why, where podman cannot run."""
+    kept = os.environ.get("PODMAN_TEST_STORAGE")
+    home = Path(kept).resolve() if kept else Path(tempfile.mkdtemp(prefix="stock-lstm-podman-"))
+    try:
+        engine = Podman.find(home)
+    except EngineUnavailable as reason:
+        if not kept:
+            shutil.rmtree(home, ignore_errors=True)
+        pytest.skip(f"NO CONTAINER ENGINE, image and compose tests skipped: {reason}")
+    try:
+        yield engine
+    finally:
+        for step, seconds in engine.timings.items():
+            print(f"\n[podman] {step}: {seconds:.0f} s")
+        if kept:
+            engine.remove_containers_and_volumes()
+        else:
+            engine.reset()
+
+
+@pytest.fixture(scope="session")
+def base_image(podman: Podman) -> str:
+    """The Debian stand-in for the python base (no registry is assumed reachable)."""
+    return podman.build_standin_base()
+
+
+@pytest.fixture(scope="session")
+def serve_image(podman: Podman, base_image: str) -> str:
+    """The Dockerfile's serve target, tagged as compose names it."""
+    return podman.build(SERVE_IMAGE, REPO_ROOT, base=base_image, target="serve")
+
+
+@pytest.fixture(scope="session")
+def train_image(podman: Podman, base_image: str) -> str:
+    """The Dockerfile's train target, tagged as compose names it."""
+    return podman.build(TRAIN_IMAGE, REPO_ROOT, base=base_image, target="train")
+
+
+@pytest.fixture(scope="session")
+def balancer_image(podman: Podman, base_image: str) -> str:
+    """deploy/balancer, tagged as compose names it."""
+    return podman.build(BALANCER_IMAGE, REPO_ROOT / "deploy" / "balancer", base=base_image)
