@@ -73,6 +73,11 @@ class Podman:
             raise EngineUnavailable(
                 "runc is not installed (`make container-engine` installs it from Debian)"
             )
+        if os.geteuid() != 0:
+            raise EngineUnavailable(
+                "not root: the stand-in base needs debootstrap as root, and the tests run rootful"
+                " podman as CI does"
+            )
         engine = cls(executable, home)
         info = engine.run("info", "--format", "json", timeout=120)
         if info.returncode != 0:
