@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,17 @@ def compose_config() -> dict[str, object]:
     return config
 
 
+# Seconds each image build took in this session, printed in the terminal summary.
+BUILD_TIMES: dict[str, float] = {}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if BUILD_TIMES:
+        terminalreporter.section("podman image builds")
+        for step, seconds in BUILD_TIMES.items():
+            terminalreporter.write_line(f"{step}: {seconds:.0f} s")
+
+
 @pytest.fixture(scope="session")
 def podman() -> Iterator[Podman]:
     """podman on a private storage that starts empty and is wiped (containers, volumes, images,
@@ -67,8 +80,7 @@ def podman() -> Iterator[Podman]:
     try:
         yield engine
     finally:
-        for step, seconds in engine.timings.items():
-            print(f"\n[podman] {step}: {seconds:.0f} s")
+        BUILD_TIMES.update(engine.timings)
         if kept:
             engine.remove_containers_and_volumes()
         else:
@@ -81,19 +93,46 @@ def base_image(podman: Podman) -> str:
     return podman.build_standin_base()
 
 
+@dataclass
+class ImageBuilds:
+    """The three images compose names, building in the background."""
+
+    serve: Future[str]
+    train: Future[str]
+    balancer: Future[str]
+
+
 @pytest.fixture(scope="session")
-def serve_image(podman: Podman, base_image: str) -> str:
+def image_builds(podman: Podman, base_image: str) -> Iterator[ImageBuilds]:
+    """Builds start when the first test needs an image, two at a time (serve and train, then the
+    balancer), so the train image (the longest) builds while tests use the serve image."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="podman-build") as pool:
+        balancer_context = REPO_ROOT / "deploy" / "balancer"
+        yield ImageBuilds(
+            serve=pool.submit(
+                podman.build, SERVE_IMAGE, REPO_ROOT, base=base_image, target="serve"
+            ),
+            train=pool.submit(
+                podman.build, TRAIN_IMAGE, REPO_ROOT, base=base_image, target="train"
+            ),
+            balancer=pool.submit(podman.build, BALANCER_IMAGE, balancer_context, base=base_image),
+        )
+        # Leaving the block waits for builds still running, before the storage is removed.
+
+
+@pytest.fixture(scope="session")
+def serve_image(image_builds: ImageBuilds) -> str:
     """The Dockerfile's serve target, tagged as compose names it."""
-    return podman.build(SERVE_IMAGE, REPO_ROOT, base=base_image, target="serve")
+    return image_builds.serve.result()
 
 
 @pytest.fixture(scope="session")
-def train_image(podman: Podman, base_image: str) -> str:
+def train_image(image_builds: ImageBuilds) -> str:
     """The Dockerfile's train target, tagged as compose names it."""
-    return podman.build(TRAIN_IMAGE, REPO_ROOT, base=base_image, target="train")
+    return image_builds.train.result()
 
 
 @pytest.fixture(scope="session")
-def balancer_image(podman: Podman, base_image: str) -> str:
+def balancer_image(image_builds: ImageBuilds) -> str:
     """deploy/balancer, tagged as compose names it."""
-    return podman.build(BALANCER_IMAGE, REPO_ROOT / "deploy" / "balancer", base=base_image)
+    return image_builds.balancer.result()

@@ -25,7 +25,8 @@ import pytest
 from deploy_spec import COMPOSE_BINARY, REPO_ROOT
 from engine import Podman, free_port, wait_http
 
-pytestmark = pytest.mark.slow
+# The first test's setup builds the images it needs (cold: several minutes each on two cores).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 PROJECT = "stock-lstm"
 POLL_SECONDS = 2
@@ -34,7 +35,7 @@ ADMIN_TOKEN = "compose-test-token-0123456789abcdef"
 TRAIN = [
     "train", "--train-csv", "/data/FB_training_data.csv", "--test-csv", "/data/FB_test_data.csv",
     "--store", "/models", "--name", "fb-lstm", "--epochs", "1", "--units", "4", "--layers", "1",
-    "--members", "1", "--folds", "2",
+    "--members", "1", "--walk-forward", "none",
 ]  # fmt: skip
 
 
@@ -124,12 +125,11 @@ def compose(
     podman_api: str,
     healthchecks: None,
     serve_image: str,
-    train_image: str,
-    balancer_image: str,
     shared_data: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Compose]:
-    """The compose project with the images prebuilt offline (so no `--build`), torn down after."""
+    """The compose project on the serve image built offline (so no `--build`; the tests that need
+    the train and balancer images wait for theirs), torn down after."""
     api_port, balancer_port = free_port(), free_port()
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -181,6 +181,7 @@ def test_up_seeds_the_volume_and_serves_the_demo_store(podman: Podman, compose: 
     assert {cap.upper().removeprefix("CAP_") for cap in host["CapDrop"]} >= {"NET_RAW", "CHOWN"}
 
 
+@pytest.mark.usefixtures("train_image")
 def test_run_train_publishes_a_version_the_api_serves_without_restart(
     podman: Podman, compose: Compose
 ) -> None:
@@ -230,6 +231,7 @@ def upstreams(url: str, count: int) -> list[str]:
     return seen
 
 
+@pytest.mark.usefixtures("balancer_image")
 def test_scale_profile_balances_two_replicas_retries_and_refuses_admin(
     podman: Podman, compose: Compose
 ) -> None:

@@ -13,7 +13,8 @@ import pytest
 from deploy_spec import REPO_ROOT
 from engine import Podman, free_port, wait_http
 
-pytestmark = pytest.mark.slow
+# The first test's setup builds the images it needs (cold: several minutes each on two cores).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 # The image holds Debian's minimal Python plus the serve venv (measured: docs/deployment.md); the
 # TensorFlow stack alone would add well over a gigabyte.
