@@ -57,7 +57,14 @@ def compose_config() -> dict[str, object]:
 BUILD_TIMES: dict[str, float] = {}
 
 
+# Why the container tests were skipped, repeated at the end of the run so it cannot go unseen.
+ENGINE_UNAVAILABLE: list[str] = []
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for reason in ENGINE_UNAVAILABLE:
+        terminalreporter.section("container tests SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(reason, red=True, bold=True)
     if BUILD_TIMES:
         terminalreporter.section("podman image builds")
         for step, seconds in BUILD_TIMES.items():
@@ -76,6 +83,7 @@ def podman() -> Iterator[Podman]:
     except EngineUnavailable as reason:
         if not kept:
             shutil.rmtree(home, ignore_errors=True)
+        ENGINE_UNAVAILABLE.append(f"no usable container engine: {reason}")
         pytest.skip(f"NO CONTAINER ENGINE, image and compose tests skipped: {reason}")
     try:
         yield engine

@@ -66,10 +66,11 @@ class Compose:
 
 @pytest.fixture(scope="module")
 def podman_api(podman: Podman) -> Iterator[str]:
-    """`podman system service` on a socket in the private storage; yields DOCKER_HOST."""
+    """`podman system service` on a socket in the private storage; yields DOCKER_HOST. Stopped
+    after the tests; left behind by a killed session, it exits after five idle minutes."""
     socket_path = podman.home / "podman.sock"
     service = subprocess.Popen(
-        [*podman.command, "system", "service", "--time=0", f"unix://{socket_path}"],
+        [*podman.command, "system", "service", "--time=300", f"unix://{socket_path}"],
         env=podman.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
