@@ -2,8 +2,9 @@
 # Two images from one file (README "Docker / Compose", docs/deployment.md):
 #   docker build --target serve -t stock-lstm-service:serve .   FastAPI + ONNX Runtime, no TensorFlow
 #   docker build --target train -t stock-lstm-service:train .   TensorFlow, `python -m training`
-# tests/deploy/test_serve_venv.py rebuilds the serve stage's venv outside Docker from the RUN lines,
-# ENV, CMD and HEALTHCHECK below, so keep them in step with that test.
+# tests/deploy/test_serve_image.py and test_compose.py build and run both images with podman;
+# test_serve_venv.py also replays the serve stage outside any engine from the RUN lines, ENV, CMD and
+# HEALTHCHECK below, so keep them in step with that test.
 
 # python:3.11-slim-bookworm (Python 3.11.16), pinned by its multi-arch index digest. Refresh both
 # together with `docker buildx imagetools inspect python:3.11-slim-bookworm`. Hosts with no registry
