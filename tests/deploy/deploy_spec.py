@@ -66,7 +66,8 @@ def _split_flags(args: str) -> tuple[dict[str, str], str]:
 
 
 def parse_dockerfile(text: str) -> dict[str, Stage]:
-    """The stages of a Dockerfile by name, in file order (default escape character `\\`)."""
+    """The stages of a Dockerfile by name, in file order (default escape character `\\`); a FROM
+    names its parent with the defaults of the ARGs declared before the first FROM."""
     stages: dict[str, Stage] = {}
     logical: list[str] = []
     pending = ""
@@ -81,11 +82,20 @@ def parse_dockerfile(text: str) -> dict[str, Stage]:
         pending = ""
     assert not pending, "Dockerfile ends inside a continued instruction"
     current: Stage | None = None
+    global_args: dict[str, str] = {}
     for line in logical:
         keyword, _, rest = line.partition(" ")
         keyword = keyword.upper()
+        if keyword == "ARG" and current is None:
+            name, _, default = rest.strip().partition("=")
+            global_args[name] = default
+            continue
         if keyword == "FROM":
-            parts = rest.split()
+            parts = re.sub(
+                r"\$\{(\w+)\}|\$(\w+)",
+                lambda m: global_args[m.group(1) or m.group(2)],
+                rest,
+            ).split()
             name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else parts[0]
             current = Stage(name=name, parent=parts[0])
             stages[name] = current
