@@ -76,8 +76,8 @@ def _train(args: argparse.Namespace) -> int:
         )
     )
     manifest = bundle.manifest
-    metrics, training = manifest["metrics"], manifest["training"]
-    test = manifest["data"]["test"]
+    metrics, training = manifest.metrics, manifest.training
+    test = manifest.data["test"]
     print(f"published {bundle.name} v{bundle.version} -> {bundle.path}")
     print(
         f"preset {training['preset']}, {training['encoding']} encoding, "
@@ -126,13 +126,13 @@ def _list(args: argparse.Namespace) -> int:
             except ManifestError as exc:
                 print(f"{name:<24}{version:>8}  unreadable manifest: {exc}")
                 continue
-            metrics = manifest.get("metrics") or {}
+            metrics = manifest.metrics
             rmse = (metrics.get("model") or {}).get("rmse")
             baseline = (metrics.get("persistence") or {}).get("rmse")
             walk_forward = ((metrics.get("walk_forward") or {}).get("overall") or {}).get("model")
-            preset = (manifest.get("training") or {}).get("preset", "-")
+            preset = manifest.training.get("preset", "-")
             print(
-                f"{name:<24}{version:>8}  {manifest['created_at']!s:<22}{preset!s:<10}"
+                f"{name:<24}{version:>8}  {manifest.created_at:<22}{preset!s:<10}"
                 f"{_number(rmse):>10}{_number(baseline):>13}"
                 f"{_number((walk_forward or {}).get('ratio'), 4):>10}"
             )
@@ -145,7 +145,7 @@ def _number(value: object, decimals: int = 3) -> str:
 
 def _verify(args: argparse.Namespace) -> int:
     bundle = ModelStore(args.store).verify(args.name, args.version)
-    files = len(bundle.manifest["files"])
+    files = len(bundle.manifest.files)
     print(
         f"{bundle.name} v{bundle.version} OK: manifest matches its folder, {files} files sha256-verified"
     )

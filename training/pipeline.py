@@ -12,7 +12,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from model_store import Bundle, ModelStore
+from model_store import Bundle, BundleSpec, ModelStore
 from training.config import TrainConfig
 from training.data import TrainTestData, load_train_test
 from training.walkforward import Fold, plan_folds
@@ -91,6 +91,7 @@ def _train_export_publish(config: TrainConfig, data: TrainTestData, folds: list[
             walk_forward=walk_forward,
         )
         files = {name: folder / name for name in stages.BUNDLE_FILES}
-        bundle = ModelStore(config.store).publish(config.name, files, build_manifest(run))
+        spec = BundleSpec.from_json(build_manifest(run))
+        bundle = ModelStore(config.store).publish(config.name, files, spec)
     logger.info("published %s v%d at %s", bundle.name, bundle.version, bundle.path)
     return bundle

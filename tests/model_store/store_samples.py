@@ -1,8 +1,8 @@
 """A minimal manifest for store tests: the store checks fields and hashes, not the model."""
 
-from typing import Any
+from model_store import BundleSpec
 
-MANIFEST: dict[str, Any] = {
+MANIFEST = BundleSpec.from_json({
     "window": 3,
     "feature": "Close",
     "scaler": {
@@ -14,4 +14,4 @@ MANIFEST: dict[str, Any] = {
         "feature_range": [0.0, 1.0],
     },
     "context": {"dates": ["2020-01-01", "2020-01-02", "2020-01-03"], "closes": [1.0, 2.0, 3.0]},
-}
+})

@@ -73,7 +73,7 @@ def test_train_list_verify_and_tamper(
     out = trained.stdout.splitlines()
     assert out[0] == f"published cli-tiny v1 -> {store / 'cli-tiny' / '1'}"
     manifest = ModelStore(store).verify("cli-tiny").manifest
-    training, metrics = manifest["training"], manifest["metrics"]
+    training, metrics = manifest.training, manifest.metrics
     assert out[1] == (
         f"preset custom, relative encoding, 2 member(s), seeds [7, 8], "
         f"shrink {training['shrink']} (walk-forward)"
@@ -112,14 +112,14 @@ def test_train_list_verify_and_tamper(
         f"95% interval coverage: walk-forward {coverage['walk_forward']['95']:.1%} "
         f"(leave-one-fold-out), test {coverage['test']['95']:.1%}"
     )
-    assert training["seed"] == 7 and manifest["data"]["train"]["rows"] == 1258
+    assert training["seed"] == 7 and manifest.data["train"]["rows"] == 1258
 
     listed = run_cli("list", "--store", str(store))
     assert listed.returncode == 0
     assert listed.stdout.splitlines()[1].split() == [
         "cli-tiny",
         "1",
-        manifest["created_at"],
+        manifest.created_at,
         "custom",
         f"{metrics['model']['rmse']:.3f}",
         "4.248",
