@@ -47,6 +47,20 @@ class NotReadyError(ApiError):
     code = "not_ready"
 
 
+class ModelUnknownError(ApiError):
+    """A model name that is not served."""
+
+    status_code = 404
+    code = "model_not_found"
+
+
+class VersionNotLoadedError(ApiError):
+    """A version that is not loaded (only loaded versions answer requests that name one)."""
+
+    status_code = 404
+    code = "version_not_loaded"
+
+
 class InvalidInputError(ApiError):
     """Well-formed JSON whose values break a rule only known at run time (e.g. window length)."""
 

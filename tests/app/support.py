@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -20,8 +21,6 @@ from app.settings import Settings
 from model_store import Bundle, ModelStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# Fields ModelStore.publish fills in itself.
-PUBLISH_FILLS = ("name", "version", "files", "format_version", "created_at")
 
 
 def app_settings(store: Path, **overrides: Any) -> Settings:
@@ -41,10 +40,9 @@ def app_settings(store: Path, **overrides: Any) -> Settings:
 
 def republish(source: Bundle, store: Path, name: str = "tiny", **changes: Any) -> Bundle:
     """Publish a copy of `source`'s files and manifest as the next version of `name`."""
-    manifest = {k: v for k, v in source.manifest.items() if k not in PUBLISH_FILLS}
-    manifest.update(changes)
-    files = {filename: source.path / filename for filename in source.manifest["files"]}
-    return ModelStore(store).publish(name, files, manifest)
+    spec = dataclasses.replace(source.manifest, **changes)
+    files = {filename: source.path / filename for filename in source.manifest.files}
+    return ModelStore(store).publish(name, files, spec)
 
 
 def place_corrupt_version(source: Bundle, store: Path, name: str = "tiny") -> int:

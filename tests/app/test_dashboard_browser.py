@@ -243,14 +243,14 @@ def test_first_open_shows_the_model_and_its_test_month(
     visit: Visit, server: str, demo_bundle: Bundle
 ) -> None:
     manifest = demo_bundle.manifest
-    evaluation, context = manifest["evaluation"], manifest["context"]
+    evaluation, context = manifest.evaluation, manifest.context
     page = visit.page
     visit.screenshot("dashboard-demo.png")
 
-    assert page.locator("#model-name").inner_text() == manifest["name"] == MODEL
+    assert page.locator("#model-name").inner_text() == manifest.name == MODEL
     assert page.locator("#model-version").inner_text() == f"v{manifest['version']}"
-    assert manifest["created_at"][:10] in page.locator("#model-created").inner_text()
-    expected = _expected_cells(manifest["metrics"]["model"], manifest["metrics"]["persistence"])
+    assert manifest.created_at[:10] in page.locator("#model-created").inner_text()
+    expected = _expected_cells(manifest.metrics["model"], manifest.metrics["persistence"])
     assert visit.metric_cells("#metrics") == expected
     # The chart's own metrics are the server's /forecast of the demo CSV: the same numbers.
     assert visit.metric_cells("#forecast-metrics") == expected
@@ -268,8 +268,8 @@ def test_first_open_shows_the_model_and_its_test_month(
     assert all(day.startswith("2020-01-") for day in predicted["x"])
     assert predicted["y"] == pytest.approx(evaluation["predicted"], rel=1e-6)
     # History (the last 40 training closes) then the 21 January closes.
-    assert actual["x"] == context["dates"] + evaluation["dates"]
-    assert actual["y"] == pytest.approx(context["closes"] + evaluation["actual"])
+    assert actual["x"] == context.dates + evaluation["dates"]
+    assert actual["y"] == pytest.approx(context.closes + evaluation["actual"])
     assert len(actual["x"]) == 61
     assert len(horizon["x"]) == HORIZON
     assert min(horizon["x"]) > evaluation["dates"][-1]
@@ -356,7 +356,7 @@ def test_the_form_shows_the_api_error_for_39_closes_and_the_answer_for_40(
     visit: Visit, server: str, demo_bundle: Bundle
 ) -> None:
     page = visit.page
-    closes = demo_bundle.manifest["context"]["closes"]
+    closes = demo_bundle.manifest.context.closes
 
     rejected = httpx.post(f"{server}/predict", json={"closes": closes[:39]})
     assert 400 <= rejected.status_code < 500
@@ -403,7 +403,7 @@ def test_a_separately_hosted_page_calls_the_api_named_by_the_query(
     visit.page.goto(f"{frontend}/?api={server}")
     visit.wait_for_demo()
     assert visit.page.locator("#model-name").inner_text() == demo_bundle.name
-    assert visit.traces()["predicted"]["x"] == demo_bundle.manifest["evaluation"]["dates"]
+    assert visit.traces()["predicted"]["x"] == demo_bundle.manifest.evaluation["dates"]
     # The page came from the static host, every API call went cross-origin to the server.
     assert visit.requests[0] == f"{frontend}/?api={server}"
     api_calls = [url for url in visit.requests if url.startswith(server)]

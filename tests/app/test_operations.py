@@ -34,10 +34,10 @@ def test_model_returns_the_served_manifest(client: TestClient, tiny_bundle: Bund
     manifest = tiny_bundle.manifest
     for key in ("name", "version", "created_at", "window", "feature", "metrics", "data", "scaler"):
         assert body[key] == manifest[key]
-    assert body["data"]["train"]["sha256"] == manifest["data"]["train"]["sha256"]
+    assert body["data"]["train"]["sha256"] == manifest.data["train"]["sha256"]
     assert body["evaluation"]["dates"][0] == "2020-01-02"
     assert body["backend"] == "onnx"
-    assert body["context"] == manifest["context"] and "files" not in body
+    assert body["context"] == manifest.context.to_json() and "files" not in body
 
 
 def test_models_lists_the_store_and_the_served_version(client: TestClient) -> None:
