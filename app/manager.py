@@ -140,7 +140,7 @@ class ModelManager:
         model = self.model(name)
         predictor = model.served
         if predictor is None:
-            raise NotReadyError(f"model {name} not ready: {model.not_ready_reason}")
+            raise NotReadyError(f"model not ready: {model.not_ready_reason}")
         return predictor
 
     def require_version(self, name: str, version: int) -> Predictor:

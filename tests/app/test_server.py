@@ -99,7 +99,7 @@ def test_new_version_swaps_in_and_corrupt_one_is_refused_without_a_failed_reques
         seen_after_swap = len(load.results)
 
         corrupt = place_corrupt_version(tiny_bundle, store_copy)
-        models = lambda: httpx.get(f"{base}/models").json()  # noqa: E731
+        models = lambda: httpx.get(f"{base}/models/tiny/status").json()  # noqa: E731
         wait_for(lambda: models()["last_load_error"] is not None)
         time.sleep(1.0)  # several more polls: the corrupt version must stay refused
 
@@ -118,9 +118,13 @@ def test_new_version_swaps_in_and_corrupt_one_is_refused_without_a_failed_reques
     assert (
         status["last_load_error"]["message"] == f"tiny v{corrupt}: sha256 mismatch for model.onnx"
     )
-    assert {"version": corrupt, "served": False, "error": status["last_load_error"]["message"]} in (
-        status["versions"]
-    )
+    refused = {
+        "version": corrupt,
+        "served": False,
+        "loaded": False,
+        "error": status["last_load_error"]["message"],
+    }
+    assert refused in status["versions"]
     assert metric(base, "model_served_version", {"name": "tiny"}) == 2
     labels = {"name": "tiny", "version": str(corrupt)}
     assert metric(base, "model_load_failures_total", labels) == 1  # refused once, not every poll

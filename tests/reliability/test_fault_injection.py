@@ -151,7 +151,7 @@ def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 30.0) -
 
 
 def version_error(server: ServerProcess, version: int) -> str | None:
-    for entry in server.client.get("/models").json()["versions"]:
+    for entry in server.client.get("/models/tiny/status").json()["versions"]:
         if entry["version"] == version:
             return entry["error"]
     return None
@@ -188,7 +188,7 @@ def test_corrupt_versions_are_refused_and_a_good_one_swapped_in_under_load(
     report = load.report
     assert report.failures == 0, report.summary()
     assert set(report.versions) == {1, good}, report.summary()
-    status = server.client.get("/models").json()
+    status = server.client.get("/models/tiny/status").json()
     refused = [entry["version"] for entry in status["versions"] if entry["error"]]
     assert refused == list(range(2, good)), status
     assert "Traceback" not in server.log_text()
@@ -213,7 +213,7 @@ def test_the_keras_backend_loads_in_safe_mode_and_refuses_the_lambda_model(
 
 def store_error_status(server: ServerProcess, fragment: str) -> dict[str, Any] | None:
     """/models, once its `store_error` contains `fragment`."""
-    status: dict[str, Any] = server.client.get("/models").json()
+    status: dict[str, Any] = server.client.get("/models/tiny/status").json()
     return status if fragment in (status["store_error"] or "") else None
 
 
@@ -236,7 +236,7 @@ def test_a_deleted_store_leaves_the_loaded_model_serving_and_is_reported(
     # Put back, the store is read again and the error clears.
     shutil.copytree(tiny_store, private_store)
     wait_for(
-        lambda: server.client.get("/models").json()["store_error"] is None,
+        lambda: server.client.get("/models/tiny/status").json()["store_error"] is None,
         "the store error to clear once the folder is back",
     )
 
@@ -312,7 +312,7 @@ def test_a_publish_killed_midway_leaves_no_version_the_server_would_load(
                 store.verify(NAME, version)
             if delay_ms == 0:
                 assert versions == [1], "a version appeared although the publish was killed"
-            status = server.client.get("/models").json()
+            status = server.client.get("/models/tiny/status").json()
             assert [entry["version"] for entry in status["versions"]] == versions
             assert status["last_load_error"] is None, status
             assert server.served_version() in versions
