@@ -4,9 +4,8 @@ bodies capped, and no TensorFlow library mapped into the serving process."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,52 +13,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from model_store import Bundle
-from tests.app.support import place_corrupt_version, republish, uvicorn_server
+from tests.app.support import Load, place_corrupt_version, republish, uvicorn_server, wait_for
 
 pytestmark = pytest.mark.slow
 
 MAX_BODY_BYTES = 100_000
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met in time")
-        time.sleep(0.05)
-
-
-class Load:
-    """Clients posting /predict back to back, recording (status, served version) per request."""
-
-    def __init__(self, base: str, clients: int = 2):
-        self.base = base
-        self.results: list[tuple[int | str, int | None]] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run) for _ in range(clients)]
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.base, timeout=10) as client:
-            while not self._stop.is_set():
-                try:
-                    response = client.post("/predict", json={"closes": [150.0] * 40})
-                    version = response.json().get("model", {}).get("version")
-                    self.results.append((response.status_code, version))
-                except httpx.HTTPError as exc:  # a refused or dropped connection is a failure
-                    self.results.append((repr(exc), None))
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-
-    def last_version(self) -> int | None:
-        return self.results[-1][1] if self.results else None
 
 
 @pytest.fixture
