@@ -46,12 +46,8 @@ def test_january_alone_yields_the_training_modules_own_evaluation(
     )
     metrics = body["metrics"]
     assert metrics["points"] == 21
-    assert metrics["rmse"] == pytest.approx(
-        tiny_bundle.manifest.metrics["model"]["rmse"], rel=1e-6
-    )
-    assert metrics["mae"] == pytest.approx(
-        tiny_bundle.manifest.metrics["model"]["mae"], rel=1e-6
-    )
+    assert metrics["rmse"] == pytest.approx(tiny_bundle.manifest.metrics["model"]["rmse"], rel=1e-6)
+    assert metrics["mae"] == pytest.approx(tiny_bundle.manifest.metrics["model"]["mae"], rel=1e-6)
     persistence = tiny_bundle.manifest.metrics["persistence"]
     assert metrics["persistence_rmse"] == pytest.approx(persistence["rmse"], rel=1e-9)
     assert metrics["persistence_mape"] == pytest.approx(persistence["mape"], rel=1e-9)
