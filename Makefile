@@ -8,7 +8,8 @@ DATA   ?= ../shared/data
 STORE  ?= models
 NAME   ?= fb-lstm
 
-.PHONY: run test browser lint deploy-lint train demo-bundle serve-deps dev-deps clean soak audit
+.PHONY: run test browser lint deploy-lint train demo-bundle demo-aapl serve-deps dev-deps clean soak audit \
+	bench bench-models
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,10 +74,19 @@ demo-bundle: dev-deps
 	$(BIN)/python -m training verify --store $(STORE) --name $(NAME) --version 2
 
 # Default (ONNX Runtime) backend against PREDICTOR_BACKEND=keras, side by side (~6 min; needs wrk,
-# installed from Debian when missing). Prints the table and writes bench/RESULTS.md.
-bench: dev-deps
+# installed from Debian when missing). Prints the table and writes bench/RESULTS.md; then
+# bench-models.
+bench: dev-deps bench-models
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
 	$(BIN)/python -m bench --store $(STORE) --name $(NAME) --data $(DATA)
+
+# The default model's /predict against the code of BENCH_REF (default main) side by side, RSS with
+# one and with every model of the store, and the Open Inference Protocol's infer path (~2 min).
+# Writes bench/MODELS.md.
+BENCH_REF ?= main
+bench-models: dev-deps
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
+	$(BIN)/python -m bench.models --store $(STORE) --name $(NAME) --ref $(BENCH_REF)
 
 # Ten minutes of sustained load (wrk, 32 connections) on the demo bundle: zero errors, still
 # ready, RSS flat within 10%. Writes bench/SOAK.md. The test-sized run is part of `make test`.

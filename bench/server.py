@@ -29,7 +29,8 @@ def uvicorn_path() -> str:
 
 
 class Server:
-    """`uvicorn app.main:app` with the given backend, bundle and worker count.
+    """`uvicorn app.main:app` with the given backend, bundle and worker count, run from `root`
+    (another checkout of the project compares its code with this one's), `env` added.
 
     Use as a context manager: entering spawns the process and waits for `/readyz` 200, recording
     `cold_start_s` from just before the spawn; leaving stops it (SIGTERM, then SIGKILL).
@@ -45,6 +46,8 @@ class Server:
         log_path: Path,
         workers: int = 1,
         ready_timeout_s: float = 120.0,
+        root: Path = REPO_ROOT,
+        env: dict[str, str] | None = None,
     ):
         self.backend = backend
         self.port = free_port()
@@ -60,7 +63,9 @@ class Server:
             "MODEL_POLL_SECONDS": "0",
             # The Keras backend would otherwise print its oneDNN/CPU banners into the log.
             "TF_CPP_MIN_LOG_LEVEL": "2",
+            **(env or {}),
         }
+        self.root = root
         self.process: subprocess.Popen[bytes] | None = None
         self.cold_start_s = float("nan")
 
@@ -72,7 +77,7 @@ class Server:
         with self.log_path.open("ab") as log:
             started = time.perf_counter()
             self.process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                command, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         try:
             self._wait_ready(started)
