@@ -29,8 +29,11 @@ $(VENV)/.dev-installed: requirements/dev.txt pyproject.toml | $(BIN)/python
 serve-deps: $(VENV)/.serve-installed
 dev-deps: $(VENV)/.dev-installed
 
+# Serves every model of $(STORE) (MODELS=*), fb-lstm as the default; docs/models.md.
+MODELS ?= *
 run: serve-deps
-	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
+	MODEL_STORE_DIR='$(STORE)' MODELS='$(MODELS)' DEFAULT_MODEL='$(NAME)' \
+		$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
 
 test: dev-deps browser lint
 	$(BIN)/python -m pytest
