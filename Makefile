@@ -29,11 +29,10 @@ $(VENV)/.dev-installed: requirements/dev.txt pyproject.toml | $(BIN)/python
 serve-deps: $(VENV)/.serve-installed
 dev-deps: $(VENV)/.dev-installed
 
-# Serves every model of $(STORE) (MODELS=*), fb-lstm as the default; docs/models.md.
+# Serves every model of the demo store (MODELS=*), fb-lstm the default; docs/models.md.
 MODELS ?= *
 run: serve-deps
-	MODEL_STORE_DIR='$(STORE)' MODELS='$(MODELS)' DEFAULT_MODEL='$(NAME)' \
-		$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
+	MODELS='$(MODELS)' $(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
 
 test: dev-deps browser lint
 	$(BIN)/python -m pytest
