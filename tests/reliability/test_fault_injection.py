@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from reliability_harness import REPO_ROOT, BackgroundLoad, ServerProcess
 
-from model_store import MANIFEST, ModelStore
+from model_store import MANIFEST_FILE, ModelStore
 
 KILLER = Path(__file__).resolve().parent / "kill_on_staging.py"
 POLL = "0.2"  # MODEL_POLL_SECONDS: the server looks at the store five times a second
@@ -36,11 +36,11 @@ Corruption = Callable[[Path], None]
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / MANIFEST).read_text())
+    return json.loads((folder / MANIFEST_FILE).read_text())
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
 
 
 def rehash(folder: Path) -> None:
@@ -87,7 +87,7 @@ def garbage_onnx_with_valid_hash(folder: Path) -> None:
 
 
 def truncated_manifest(folder: Path) -> None:
-    path = folder / MANIFEST
+    path = folder / MANIFEST_FILE
     path.write_bytes(path.read_bytes()[:100])
 
 
