@@ -119,6 +119,7 @@ class ModelManager:
         self._models[name] = model
         self.metrics.served_version.labels(name).set(0)
         self.metrics.ready.labels(name).set(0)
+        self.metrics.loaded_versions.labels(name).set(0)
         return model
 
     @property
