@@ -40,7 +40,14 @@ def _parser() -> argparse.ArgumentParser:
         "train", help="train on a CSV, evaluate on another, publish the next version"
     )
     train.add_argument("--train-csv", type=Path, required=True, help="Yahoo Finance daily CSV")
-    train.add_argument("--test-csv", type=Path, required=True, help="CSV starting after training")
+    test = train.add_mutually_exclusive_group(required=True)
+    test.add_argument("--test-csv", type=Path, help="CSV starting after training")
+    test.add_argument(
+        "--test-from",
+        metavar="YYYY-MM-DD",
+        help="instead of --test-csv: test on the training CSV's rows from this date on and "
+        "train on the rows before it",
+    )
     train.add_argument("--store", type=Path, required=True, help="model store folder")
     train.add_argument("--name", required=True, help="model name, e.g. fb-lstm")
     train.add_argument(
@@ -72,6 +79,7 @@ def _train(args: argparse.Namespace) -> int:
             name=args.name,
             preset=args.preset,
             column=args.column,
+            test_from=args.test_from,
             **flagged_settings(args),
         )
     )

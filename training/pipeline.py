@@ -12,9 +12,9 @@ import logging
 import tempfile
 from pathlib import Path
 
-from model_store import Bundle, BundleSpec, ModelStore
+from model_store import Bundle, ModelStore
 from training.config import TrainConfig
-from training.data import TrainTestData, load_train_test
+from training.data import TrainTestData, load_split, load_train_test
 from training.walkforward import Fold, plan_folds
 
 __all__ = ["TrainConfig", "train_and_publish"]  # TrainConfig: callers import it from here
@@ -32,7 +32,11 @@ def train_and_publish(config: TrainConfig) -> Bundle:
     """
     config.validate()
     settings = config.settings
-    data = load_train_test(config.train_csv, config.test_csv, config.column, settings.window)
+    if config.test_csv is None:
+        assert config.test_from is not None  # validate() guarantees one of the two
+        data = load_split(config.train_csv, config.column, settings.window, config.test_from)
+    else:
+        data = load_train_test(config.train_csv, config.test_csv, config.column, settings.window)
     folds: list[Fold] = []
     if settings.walk_forward != "none":
         folds = plan_folds(
@@ -91,7 +95,6 @@ def _train_export_publish(config: TrainConfig, data: TrainTestData, folds: list[
             walk_forward=walk_forward,
         )
         files = {name: folder / name for name in stages.BUNDLE_FILES}
-        spec = BundleSpec.from_json(build_manifest(run))
-        bundle = ModelStore(config.store).publish(config.name, files, spec)
+        bundle = ModelStore(config.store).publish(config.name, files, build_manifest(run))
     logger.info("published %s v%d at %s", bundle.name, bundle.version, bundle.path)
     return bundle
