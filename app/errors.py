@@ -26,6 +26,7 @@ from model_store import (
 logger = logging.getLogger(__name__)
 
 MAX_DETAIL = 10
+OIP_PREFIX = "/v2/"  # the Open Inference Protocol's routes (app/routers/oip.py)
 
 
 class ApiError(Exception):
@@ -159,6 +160,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         message = f"{where}: {detail[0]['msg']}"
     if len(errors) > MAX_DETAIL:
         message += f" ({len(errors)} errors, the first {MAX_DETAIL} in detail)"
+    if request.url.path.startswith(OIP_PREFIX):  # the protocol's own error shape
+        return JSONResponse({"error": message}, status_code=422)
     return error_response(422, "invalid_request", message, detail)
 
 

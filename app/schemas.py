@@ -291,6 +291,25 @@ class AdminResult(BaseModel):
     pinned: int | None
 
 
+class V2Error(BaseModel):
+    """The Open Inference Protocol's error shape."""
+
+    error: str = Field(examples=["no model named 'x' is served (served: fb-lstm)"])
+
+
+class V2ServerReadiness(BaseModel):
+    """Whether the default model is served (503 when not)."""
+
+    ready: bool
+
+
+class V2ModelReadiness(BaseModel):
+    """Whether the model (or version) is served (503 when not)."""
+
+    name: str
+    ready: bool
+
+
 class ErrorInfo(BaseModel):
     """The error itself."""
 

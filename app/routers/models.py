@@ -13,7 +13,8 @@ from app.schemas import ErrorResponse, ModelMetadata, ModelRef, ModelsStatus, Mo
 router = APIRouter(tags=["models"])
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse, "description": "No such model"}
+    404: {"model": ErrorResponse, "description": "No such model"},
+    422: {"model": ErrorResponse, "description": "Invalid model name"},
 }
 _NOT_READY: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "No version loaded yet"}

@@ -21,10 +21,22 @@ from app.oip import (
     parse_infer_request,
 )
 from app.predictor import Predictor
+from app.schemas import V2Error, V2ModelReadiness, V2ServerReadiness
 from app.service import PredictionService
 from model_store import DEFAULT_LEVEL, LEVELS, ModelStoreError
 
-router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+router = APIRouter(
+    prefix="/v2",
+    tags=["open inference protocol"],
+    responses={
+        400: {"model": V2Error, "description": "Invalid request (the protocol's shape)"},
+        422: {"model": V2Error, "description": "Invalid model name or version in the path"},
+    },
+)
+_MODEL_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": V2Error, "description": "No such model, or the version is not loaded"},
+    503: {"model": V2Error, "description": "The model has no version loaded yet"},
+}
 
 SERVER_NAME = "stock-lstm-service"
 SERVER_VERSION = "0.1.0"
@@ -45,7 +57,11 @@ def live() -> dict[str, bool]:
     return {"live": True}
 
 
-@router.get("/health/ready", responses={503: {"description": "The default model is not served"}})
+@router.get(
+    "/health/ready",
+    response_model=V2ServerReadiness,
+    responses={503: {"model": V2ServerReadiness, "description": "The default model is not served"}},
+)
 def ready(manager: ManagerDep) -> Response:
     """Ready when the default model is served (as /readyz)."""
     is_ready = manager.model(manager.default).served is not None
@@ -77,14 +93,14 @@ def _model_metadata(manager: ModelManager, name: str, version: int | None) -> Re
     )
 
 
-@router.get("/models/{name}")
+@router.get("/models/{name}", responses=_MODEL_ERRORS)
 def model_metadata(name: ModelName, manager: ManagerDep) -> Response:
     """Inputs (`closes`, FP32 or FP64, [N, window]) and outputs (`next_close`, `lower`, `upper`,
     FP64, [N]) of the served version of model `name`."""
     return _model_metadata(manager, name, None)
 
 
-@router.get("/models/{name}/versions/{version}")
+@router.get("/models/{name}/versions/{version}", responses=_MODEL_ERRORS)
 def version_metadata(name: ModelName, version: VersionNumber, manager: ManagerDep) -> Response:
     """As `/v2/models/{name}` for a loaded version."""
     return _model_metadata(manager, name, version)
@@ -100,13 +116,21 @@ def _model_ready(manager: ModelManager, name: str, version: int | None) -> Respo
     return JSONResponse({"name": name, "ready": True})
 
 
-@router.get("/models/{name}/ready")
+_READY: dict[int | str, dict[str, Any]] = {
+    404: {"model": V2Error, "description": "No such model"},
+    503: {"model": V2ModelReadiness, "description": "Not served (or the version not loaded)"},
+}
+
+
+@router.get("/models/{name}/ready", response_model=V2ModelReadiness, responses=_READY)
 def model_ready(name: ModelName, manager: ManagerDep) -> Response:
     """200 when model `name` is served, 503 while it is not (404 when it is not a model here)."""
     return _model_ready(manager, name, None)
 
 
-@router.get("/models/{name}/versions/{version}/ready")
+@router.get(
+    "/models/{name}/versions/{version}/ready", response_model=V2ModelReadiness, responses=_READY
+)
 def version_ready(name: ModelName, version: VersionNumber, manager: ManagerDep) -> Response:
     """200 when `version` of model `name` is loaded, 503 otherwise."""
     return _model_ready(manager, name, version)
@@ -147,7 +171,7 @@ async def _infer(
     )
 
 
-@router.post("/models/{name}/infer")
+@router.post("/models/{name}/infer", responses=_MODEL_ERRORS)
 async def infer(
     name: ModelName, request: Request, manager: ManagerDep, service: ServiceDep
 ) -> Response:
@@ -157,7 +181,7 @@ async def infer(
     return await _infer(request, manager, service, name, None)
 
 
-@router.post("/models/{name}/versions/{version}/infer")
+@router.post("/models/{name}/versions/{version}/infer", responses=_MODEL_ERRORS)
 async def infer_version(
     name: ModelName,
     version: VersionNumber,

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from model_store import UnsafeModelError, check_keras_archive
-from model_store import Bundle
+from model_store import Bundle, UnsafeModelError, check_keras_archive
 
 
 def genuine_config(bundle: Bundle) -> tuple[dict[str, Any], dict[str, bytes]]:
