@@ -137,6 +137,9 @@ def test_plain_json_infer_and_the_v2_error_shape(base: str, window: list[float])
     assert not_loaded.json() == {"error": "model fb-lstm has no loaded version 1 (loaded: 2)"}
     garbage = httpx.post(f"{base}/v2/models/{DEMO}/infer", content=b"{not json")
     assert garbage.status_code == 400 and "not valid JSON" in garbage.json()["error"]
+    for path in (f"/v2/models/{DEMO}/versions/latest/ready", f"/v2/models/{'x' * 65}"):
+        invalid = httpx.get(f"{base}{path}")
+        assert invalid.status_code == 422 and set(invalid.json()) == {"error"}, path
 
 
 def test_readiness_per_model_over_the_protocol(base: str) -> None:
