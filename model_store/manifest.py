@@ -131,11 +131,11 @@ class Manifest(BundleSpec):
             raise ManifestError(f"manifest field 'format_version' is invalid: {format_version!r}")
         if format_version > FORMAT_VERSION:
             raise ManifestError(
-                f"manifest format_version {format_version} is newer than this reader "
+                f"{MANIFEST_FILE} format_version {format_version} is newer than this reader "
                 f"understands ({FORMAT_VERSION}): upgrade the service to serve this bundle"
             )
         if missing := [key for key in _STORE_FIELDS if key not in document]:
-            raise ManifestError(f"manifest lacks {', '.join(missing)}")
+            raise ManifestError(f"{MANIFEST_FILE} lacks {', '.join(missing)}")
         files = document["files"]
         if not isinstance(files, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in files.items()
@@ -174,9 +174,9 @@ def _optional_object(document: Mapping[str, Any], key: str) -> Any:
 
 def _spec_values(document: Any) -> dict[str, Any]:
     if not isinstance(document, dict):
-        raise ManifestError("manifest is not a JSON object")
+        raise ManifestError(f"{MANIFEST_FILE} is not a JSON object")
     if missing := [key for key in _REQUIRED if key not in document]:
-        raise ManifestError(f"manifest lacks {', '.join(missing)}")
+        raise ManifestError(f"{MANIFEST_FILE} lacks {', '.join(missing)}")
     window, feature = document["window"], document["feature"]
     if not _is_int(window) or window < 1:
         raise ManifestError(f"manifest field 'window' must be a positive integer, got {window!r}")

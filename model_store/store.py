@@ -167,8 +167,7 @@ def _read_manifest(folder: Path) -> Manifest:
     try:
         return Manifest.from_json(document)
     except ManifestError as exc:
-        reason = str(exc).removeprefix("manifest ")
-        raise ManifestError(f"{folder.name}: {MANIFEST_FILE} {reason}") from None
+        raise ManifestError(f"{folder.name}: {exc}") from None
 
 
 class ModelStore:

@@ -110,15 +110,15 @@ def _model_ready(manager: ModelManager, name: str, version: int | None) -> Respo
     try:
         _resolve(manager, name, version)
     except ApiError as exc:
-        if exc.status_code == 404 and version is None:
+        if exc.status_code == 404:  # no such model, or the version is not loaded
             return v2_error(404, exc.message)
         return JSONResponse({"name": name, "ready": False}, status_code=503)
     return JSONResponse({"name": name, "ready": True})
 
 
 _READY: dict[int | str, dict[str, Any]] = {
-    404: {"model": V2Error, "description": "No such model"},
-    503: {"model": V2ModelReadiness, "description": "Not served (or the version not loaded)"},
+    404: {"model": V2Error, "description": "No such model, or the version is not loaded"},
+    503: {"model": V2ModelReadiness, "description": "The model has no version loaded yet"},
 }
 
 
@@ -132,7 +132,7 @@ def model_ready(name: ModelName, manager: ManagerDep) -> Response:
     "/models/{name}/versions/{version}/ready", response_model=V2ModelReadiness, responses=_READY
 )
 def version_ready(name: ModelName, version: VersionNumber, manager: ManagerDep) -> Response:
-    """200 when `version` of model `name` is loaded, 503 otherwise."""
+    """200 when `version` of model `name` is loaded, 404 otherwise."""
     return _model_ready(manager, name, version)
 
 
