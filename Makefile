@@ -8,8 +8,8 @@ DATA   ?= ../shared/data
 STORE  ?= models
 NAME   ?= fb-lstm
 
-.PHONY: run test browser container-engine base-image lint deploy-lint train demo-bundle serve-deps \
-	dev-deps clean soak audit stress model-quality
+.PHONY: run test browser container-engine base-image lint deploy-lint train demo-bundle demo-aapl \
+	serve-deps dev-deps clean soak audit stress model-quality bench bench-models
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,10 @@ $(VENV)/.dev-installed: requirements/dev.txt pyproject.toml | $(BIN)/python
 serve-deps: $(VENV)/.serve-installed
 dev-deps: $(VENV)/.dev-installed
 
+# Serves every model of the demo store (MODELS=*), fb-lstm the default; docs/models.md.
+MODELS ?= *
 run: serve-deps
-	$(BIN)/uvicorn app.main:app --http app.http_protocol:BoundedHttpToolsProtocol \
+	MODELS='$(MODELS)' $(BIN)/uvicorn app.main:app --http app.http_protocol:BoundedHttpToolsProtocol \
 		--host $(HOST) --port $(PORT)
 
 test: dev-deps browser container-engine lint
@@ -78,10 +80,11 @@ train: dev-deps
 	$(BIN)/python -m training train --preset $(PRESET) --train-csv $(DATA)/FB_training_data.csv \
 		--test-csv $(DATA)/FB_test_data.csv --store $(STORE) --name $(NAME) $(TRAIN_ARGS)
 
-# Rebuilds the committed demo store from scratch (replaces every version in models/$(NAME)):
+# Rebuilds the committed demo store from scratch: models/$(NAME) (replaces every version) with
 # v1 = the tutorial preset (seed 42), v2 = the default preset (seeds 0, 1, 2), so `latest` serves
-# the default and /admin/pin {"version": 1} rolls back to the tutorial. ~8 min on two cores.
-demo-bundle: dev-deps
+# the default and /admin/pin {"version": 1} rolls back to the tutorial (~8 min on two cores);
+# then demo-aapl.
+demo-bundle: dev-deps demo-aapl
 	rm -rf $(STORE)/$(NAME)
 	$(BIN)/python -m training train --preset tutorial --seed 42 \
 		--train-csv $(DATA)/FB_training_data.csv --test-csv $(DATA)/FB_test_data.csv \
@@ -96,12 +99,29 @@ demo-bundle: dev-deps
 # run on the price files); tests/test_docs.py fails when they are out of date.
 model-quality: serve-deps
 	$(BIN)/python -m tools.model_quality --store $(STORE) --name $(NAME) --data $(DATA)
+# Rebuilds models/aapl-lstm alone (replaces its versions): v1 = the default preset (seeds 0, 1,
+# 2) trained on Apple's closes up to April 2023 and tested on May 2023 (~2 min on two cores).
+demo-aapl: dev-deps
+	rm -rf $(STORE)/aapl-lstm
+	$(BIN)/python -m training train --preset default --seed 0 \
+		--train-csv $(DATA)/AAPL_2022-01_2023-05.csv --test-from 2023-05-01 \
+		--store $(STORE) --name aapl-lstm
+	$(BIN)/python -m training verify --store $(STORE) --name aapl-lstm --version 1
 
 # Default (ONNX Runtime) backend against PREDICTOR_BACKEND=keras, side by side (~6 min; needs wrk,
-# installed from Debian when missing). Prints the table and writes bench/RESULTS.md.
-bench: dev-deps
+# installed from Debian when missing). Prints the table and writes bench/RESULTS.md; then
+# bench-models.
+bench: dev-deps bench-models
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
 	$(BIN)/python -m bench --store $(STORE) --name $(NAME) --data $(DATA)
+
+# The default model's /predict against the code of BENCH_REF (default main) side by side, RSS with
+# one and with every model of the store, and the Open Inference Protocol's infer path (~2 min).
+# Writes bench/MODELS.md.
+BENCH_REF ?= main
+bench-models: dev-deps
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
+	$(BIN)/python -m bench.models --store $(STORE) --name $(NAME) --ref $(BENCH_REF)
 
 # Ten minutes of sustained load (wrk, 32 connections) on the demo bundle: zero errors, still
 # ready, RSS flat within 10%. Writes bench/SOAK.md. The test-sized run is part of `make test`.

@@ -10,13 +10,13 @@ from __future__ import annotations
 from email.message import Message
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
-from app.batching import MicroBatcher
 from app.errors import UnsupportedMediaTypeError
+from app.manager import ModelManager
 from app.metrics import ServiceMetrics
 from app.predictor import Predictor
-from app.registry import ModelRegistry
+from app.service import PredictionService
 from app.settings import Settings
 
 
@@ -26,10 +26,10 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_registry(request: Request) -> ModelRegistry:
-    """The app's model registry."""
-    registry: ModelRegistry = request.app.state.registry
-    return registry
+async def get_manager(request: Request) -> ModelManager:
+    """The app's model manager."""
+    manager: ModelManager = request.app.state.manager
+    return manager
 
 
 async def get_metrics(request: Request) -> ServiceMetrics:
@@ -38,22 +38,40 @@ async def get_metrics(request: Request) -> ServiceMetrics:
     return metrics
 
 
-async def get_batcher(request: Request) -> MicroBatcher:
-    """The app's batcher of concurrent single-window predictions."""
-    batcher: MicroBatcher = request.app.state.batcher
-    return batcher
+async def get_service(request: Request) -> PredictionService:
+    """The prediction service every predicting endpoint calls."""
+    service: PredictionService = request.app.state.service
+    return service
 
 
-async def get_predictor(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> Predictor:
-    """The served predictor, taken once per request (503 when not ready)."""
-    return registry.require()
+ManagerDep = Annotated[ModelManager, Depends(get_manager)]
+ModelName = Annotated[str, Path(max_length=64, description="A served model's name.")]
+VersionNumber = Annotated[int, Path(ge=1, lt=10**10, description="A loaded version of it.")]
+
+
+async def get_predictor(manager: ManagerDep) -> Predictor:
+    """The default model's served predictor, taken once per request (503 when not ready)."""
+    return manager.require(manager.default)
+
+
+async def get_model_predictor(manager: ManagerDep, name: ModelName) -> Predictor:
+    """The named model's served predictor (404 when not served, 503 when not ready)."""
+    return manager.require(name)
+
+
+async def get_version_predictor(
+    manager: ManagerDep, name: ModelName, version: VersionNumber
+) -> Predictor:
+    """A loaded version of the named model (404 when it is not loaded)."""
+    return manager.require_version(name, version)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+ServiceDep = Annotated[PredictionService, Depends(get_service)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
-BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
+ModelPredictorDep = Annotated[Predictor, Depends(get_model_predictor)]
+VersionPredictorDep = Annotated[Predictor, Depends(get_version_predictor)]
 
 
 def media_type(request: Request) -> str:

@@ -26,6 +26,7 @@ from model_store import (
 logger = logging.getLogger(__name__)
 
 MAX_DETAIL = 10
+OIP_PREFIX = "/v2/"  # the Open Inference Protocol's routes (app/routers/oip.py)
 
 
 class ApiError(Exception):
@@ -45,6 +46,20 @@ class NotReadyError(ApiError):
 
     status_code = 503
     code = "not_ready"
+
+
+class ModelUnknownError(ApiError):
+    """A model name that is not served."""
+
+    status_code = 404
+    code = "model_not_found"
+
+
+class VersionNotLoadedError(ApiError):
+    """A version that is not loaded (only loaded versions answer requests that name one)."""
+
+    status_code = 404
+    code = "version_not_loaded"
 
 
 class InvalidInputError(ApiError):
@@ -138,6 +153,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         message = f"{where}: {detail[0]['msg']}"
     if len(errors) > MAX_DETAIL:
         message += f" ({len(errors)} errors, the first {MAX_DETAIL} in detail)"
+    if request.url.path.startswith(OIP_PREFIX):  # the protocol's own error shape
+        return JSONResponse({"error": message}, status_code=422)
     return error_response(422, "invalid_request", message, detail)
 
 

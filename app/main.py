@@ -17,15 +17,21 @@ from app.admission import AdmissionBudget, AdmissionMiddleware
 from app.batching import MicroBatcher
 from app.body_limit import BodyLimitMiddleware
 from app.errors import install_error_handlers
+from app.loader import BundleLoader
+from app.manager import ModelManager
 from app.memory import limit_malloc_arenas
 from app.metrics import RequestMetricsMiddleware, ServiceMetrics
-from app.registry import ModelRegistry
-from app.routers import admin, dashboard, forecast, health, models, predict
+from app.routers import admin, dashboard, forecast, health, models, oip, predict
+from app.service import PredictionService
 from app.settings import Settings, settings_from_environment
+from app.source import StoreSource
+from model_store import ModelStore
 
 DESCRIPTION = """
-Predicts the next daily close of a stock from the 40 closes before it, with an LSTM trained
-offline and served by ONNX Runtime from a verified, versioned bundle.
+Predicts the next daily close of a stock from the 40 closes before it, with LSTMs trained
+offline and served by ONNX Runtime from verified, versioned bundles: several models from one
+store, each under `/models/{name}/...`, the default one also under `/predict`, `/forecast` and
+`/model`, and every model over the Open Inference Protocol (`/v2/...`).
 
 Every error has one shape: `{"error": {"code", "message", "detail"}}`.
 """
@@ -41,18 +47,34 @@ def _configure_logging(level: str) -> None:
         logger.propagate = False
 
 
+def build_manager(settings: Settings, metrics: ServiceMetrics) -> ModelManager:
+    """The model lifecycle of `settings`: the store's source, the loader and the manager."""
+    store = ModelStore(settings.model_store_dir)
+    source = StoreSource(store, settings.models, settings.default_model_name)
+    pins = {name: settings.pinned_version(name) for name in source.configured_names()}
+    pins.update({name: settings.pinned_version(name) for name in settings.model_versions})
+    return ModelManager(
+        source,
+        BundleLoader(store, settings.predictor_backend),
+        metrics,
+        pins,
+        settings.model_poll_seconds,
+        settings.max_loaded_versions,
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app around `settings` (default: from the environment; an invalid variable exits
     with one line naming it)."""
     settings = settings or settings_from_environment()
     _configure_logging(settings.log_level)
     metrics = ServiceMetrics()
-    registry = ModelRegistry(settings, metrics)
+    manager = build_manager(settings, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limit_malloc_arenas()  # before the worker threads exist
-        await registry.start()
+        await manager.start()
         # What exists now (FastAPI, pydantic, numpy, ONNX Runtime, the bundle) lives as long as
         # the process: frozen, it is no longer walked by every full collection requests trigger
         # (docs/decisions/0010-gc-freeze.md).
@@ -61,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await registry.stop()
+            await manager.stop()
 
     app = FastAPI(
         title="Stock LSTM prediction service",
@@ -75,10 +97,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.registry = registry
-    app.state.batcher = MicroBatcher(on_batch=metrics.batch_windows.observe)
+    app.state.manager = manager
+    app.state.service = PredictionService(
+        MicroBatcher(on_batch=metrics.batch_windows.observe), metrics
+    )
     install_error_handlers(app)
-    for router in (predict, forecast, health, models, admin, dashboard):
+    for router in (predict, forecast, health, models, admin, oip, dashboard):
         app.include_router(router.router)
 
     # Added innermost first: metrics see every response, CORS headers reach 413s too.

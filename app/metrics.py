@@ -53,8 +53,8 @@ class ServiceMetrics:
         )
         self.predictions = Counter(
             "predictions_total",
-            "Closes predicted, by endpoint (a batch of n windows counts n).",
-            ["endpoint"],
+            "Closes predicted, by endpoint and model (a batch of n windows counts n).",
+            ["endpoint", "model", "version"],
             registry=self.registry,
         )
         self.batch_windows = Histogram(
@@ -72,7 +72,14 @@ class ServiceMetrics:
         )
         self.ready = Gauge(
             "model_ready",
-            "1 when a verified, warmed-up bundle is served.",
+            "1 when a verified, warmed-up bundle of the model is served.",
+            ["name"],
+            registry=self.registry,
+        )
+        self.loaded_versions = Gauge(
+            "model_loaded_versions",
+            "Versions of the model held in memory (the served one and those served before).",
+            ["name"],
             registry=self.registry,
         )
         self.load_failures = Counter(

@@ -13,10 +13,8 @@ import numpy as np
 import onnxruntime as ort
 
 from app.errors import InvalidInputError
-from model_store import Bundle, Intervals, WindowEncoding
+from model_store import KERAS_FILE, ONNX_FILE, Bundle, Intervals, WindowEncoding
 
-ONNX_FILE = "model.onnx"
-KERAS_FILE = "model.keras"
 # Big batches run through ONNX Runtime this many windows at a time: its memory arena keeps the
 # largest buffers it ever needed, so chunks bound the memory
 # (docs/decisions/0003-128-window-chunks.md).
@@ -119,6 +117,7 @@ class Predictor:
         # Parsed once here: requests only look the level's width up.
         self.intervals: Intervals | None = bundle.intervals
         self.window = bundle.window
+        self.version_label = str(bundle.version)  # the metrics label, built once
 
     @property
     def name(self) -> str:

@@ -184,6 +184,7 @@ class VersionStatus(BaseModel):
 
     version: int
     served: bool
+    loaded: bool = Field(description="Held in memory: requests may name it.")
     error: str | None = Field(description="Why this version was refused, if it was.")
 
 
@@ -195,13 +196,15 @@ class LoadErrorInfo(BaseModel):
     at: str
 
 
-class ModelsStatus(BaseModel):
-    """The store's versions of the served model name and the lifecycle state."""
+class ModelStatus(BaseModel):
+    """One model's versions in the store and its lifecycle state."""
 
-    name: str
+    name: str = Field(examples=["fb-lstm"])
     backend: str
+    state: Literal["serving", "not_ready"]
     served: int | None
-    pinned: int | None
+    pinned: int | None = Field(description="The pinned version, or null when following latest.")
+    loaded: list[int] = Field(description="Versions held in memory (the served one among them).")
     loaded_at: str | None
     ready: bool
     not_ready_reason: str | None
@@ -213,12 +216,71 @@ class ModelsStatus(BaseModel):
     poll_seconds: float
 
 
+class ModelsStatus(BaseModel):
+    """Every served model, the default first."""
+
+    default_model: str = Field(
+        examples=["fb-lstm"], description="The model behind /predict, /forecast and /model."
+    )
+    models: list[ModelStatus]
+
+
+class ModelMetadata(BaseModel):
+    """A served bundle's manifest (without its file hashes) and how it is served. The report
+    blocks are the training run's own JSON; fields of newer trainers pass through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(examples=["fb-lstm"])
+    version: int = Field(examples=[2])
+    created_at: str = Field(examples=["2026-11-28T06:23:54Z"])
+    format_version: int = Field(examples=[1], description="The bundle contract's version.")
+    window: int = Field(examples=[40], description="Closes per input window.")
+    feature: str = Field(examples=["Close"], description="The price column the model reads.")
+    scaler: dict[str, Any] = Field(
+        examples=[{"kind": "relative", "factor": 100.0}],
+        description="The window encoding: its `kind` and numbers.",
+    )
+    context: dict[str, list[Any]] = Field(
+        description="The last training `dates` and `closes`, oldest first."
+    )
+    intervals: dict[str, Any] | None = Field(
+        description="How prediction intervals are computed; null without intervals."
+    )
+    metrics: dict[str, Any] = Field(
+        description="Test-month errors of the model and baselines, walk-forward, coverage."
+    )
+    evaluation: dict[str, Any] | None = Field(
+        description="The test month: dates, actual, predicted, baselines, 95% bounds."
+    )
+    training: dict[str, Any] = Field(description="Preset and settings of the training run.")
+    data: dict[str, Any] = Field(description="Fingerprints (sha256, rows, dates) of the CSVs.")
+    parity: dict[str, Any] | None = Field(description="Keras/ONNX agreement on the test month.")
+    onnx: dict[str, Any] | None = Field(description="ONNX input/output names and opset.")
+    versions: dict[str, str] = Field(description="Library versions that produced the bundle.")
+    backend: str = Field(examples=["onnx"], description="The runtime serving it.")
+    loaded_at: str | None = Field(description="When the served version was swapped in.")
+
+
 class PinRequest(BaseModel):
     """Serve this version from now on (rollback), or `latest` to follow new versions again."""
 
     model_config = ConfigDict(extra="forbid")
 
+    model: str | None = Field(
+        None, max_length=64, examples=["fb-lstm"], description="Default: the default model."
+    )
     version: Annotated[int, Field(strict=True, ge=1)] | Literal["latest"] = Field(examples=[1])
+
+
+class ReloadRequest(BaseModel):
+    """Which model to reload (the body is optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(
+        None, max_length=64, examples=["fb-lstm"], description="Default: the default model."
+    )
 
 
 class AdminResult(BaseModel):
@@ -227,6 +289,25 @@ class AdminResult(BaseModel):
     changed: bool = Field(description="Whether a different version is now served.")
     served: ModelRef
     pinned: int | None
+
+
+class V2Error(BaseModel):
+    """The Open Inference Protocol's error shape."""
+
+    error: str = Field(examples=["no model named 'x' is served (served: fb-lstm)"])
+
+
+class V2ServerReadiness(BaseModel):
+    """Whether the default model is served (503 when not)."""
+
+    ready: bool
+
+
+class V2ModelReadiness(BaseModel):
+    """Whether the model (or version) is served (503 when not)."""
+
+    name: str
+    ready: bool
 
 
 class ErrorInfo(BaseModel):

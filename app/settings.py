@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from model_store import ModelStoreError, parse_version, validate_name
+from model_store import LATEST, ModelStoreError, parse_version, validate_name
 
 # The committed demo store at the repo root, found relative to this package so any working
 # directory works.
@@ -25,9 +25,31 @@ class Settings(BaseSettings):
         default=DEFAULT_STORE_DIR,
         description="Root of the bundle store (`<store>/<name>/<version>/`).",
     )
-    model_name: str = Field(default="fb-lstm", description="Which model of the store to serve.")
+    model_name: str = Field(
+        default="fb-lstm", description="The default model when DEFAULT_MODEL is unset."
+    )
     model_version: str = Field(
-        default="latest", description="`latest` (follow new versions) or a pinned positive integer."
+        default="latest",
+        description="The default model's version: `latest` (follow new ones) or a pinned integer.",
+    )
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated model names to serve, or `*` for every model folder in the "
+        "store (new folders are picked up by the poller); the default model is always served.",
+    )
+    default_model: str | None = Field(
+        default=None,
+        description="The model behind /predict, /forecast, /model and /readyz (default: MODEL_NAME).",
+    )
+    model_versions: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Per-model versions, `name=version` comma-separated (`latest` or an integer).",
+    )
+    max_loaded_versions: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Versions of one model kept in memory: the served one and those served before.",
     )
     predictor_backend: Literal["onnx", "keras"] = Field(
         default="onnx",
@@ -98,6 +120,43 @@ class Settings(BaseSettings):
         except ModelStoreError as exc:  # pydantic reports ValueErrors with the field's name
             raise ValueError(str(exc)) from None
 
+    @field_validator("default_model")
+    @classmethod
+    def _valid_default(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            return validate_name(value)
+        except ModelStoreError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        try:
+            return names if names == ["*"] else [validate_name(name) for name in names]
+        except ModelStoreError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("model_versions", mode="before")
+    @classmethod
+    def _split_versions(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        versions: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, version = item.partition("=")
+            if not sep:
+                raise ValueError(f"{item!r} is not name=version")
+            try:
+                versions[validate_name(name.strip())] = str(parse_version(version))
+            except ModelStoreError as exc:
+                raise ValueError(str(exc)) from None
+        return versions
+
     @field_validator("model_version")
     @classmethod
     def _valid_version(cls, value: str) -> str:
@@ -124,9 +183,19 @@ class Settings(BaseSettings):
         return value.lower() if isinstance(value, str) else value
 
     @property
-    def pinned_version(self) -> int | None:
-        """The pinned version number, or None when following `latest`."""
-        version = parse_version(self.model_version)
+    def default_model_name(self) -> str:
+        """The model the legacy routes answer for."""
+        return self.default_model or self.model_name
+
+    @property
+    def serve_all(self) -> bool:
+        """Whether every model folder of the store is served (`MODELS=*`)."""
+        return self.models == ["*"]
+
+    def pinned_version(self, name: str) -> int | None:
+        """The version `name` starts pinned to, or None when it follows `latest`."""
+        default = self.model_version if name == self.default_model_name else LATEST
+        version = parse_version(self.model_versions.get(name, default))
         return version if isinstance(version, int) else None
 
 

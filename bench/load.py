@@ -111,9 +111,9 @@ def ensure_wrk() -> str:
     return path
 
 
-def write_wrk_script(folder: Path, body: bytes) -> Path:
+def write_wrk_script(folder: Path, body: bytes, name: str = "post_predict.lua") -> Path:
     """A wrk Lua script that POSTs `body` as JSON on every request."""
-    script = folder / "post_predict.lua"
+    script = folder / name
     # A Lua long bracket keeps the JSON verbatim; the level-3 `]===]` never occurs in JSON numbers.
     script.write_text(
         'wrk.method = "POST"\n'

@@ -3,12 +3,9 @@
 numpy only: importing this package never imports TensorFlow, ONNX Runtime or pandas.
 """
 
-from model_store.encoding import (
-    MinMaxEncoding,
-    RelativeEncoding,
-    WindowEncoding,
-    encoding_from_json,
-)
+from model_store.encoding import ENCODINGS, WindowEncoding, encoding_from_json, encoding_kind
+from model_store.encodings.minmax import MinMaxEncoding
+from model_store.encodings.relative import RelativeEncoding
 from model_store.errors import (
     IntegrityError,
     InvalidNameError,
@@ -20,21 +17,46 @@ from model_store.errors import (
     StoreNotFoundError,
     VersionNotFoundError,
 )
-from model_store.intervals import DEFAULT_LEVEL, LEVELS, Intervals, conformal_quantiles
+from model_store.intervals import (
+    DEFAULT_LEVEL,
+    LEVELS,
+    Intervals,
+    conformal_quantiles,
+    intervals_from_json,
+)
+from model_store.keras_archive import UnsafeModelError, check_bundle_keras, check_keras_archive
+from model_store.manifest import (
+    CHART_FILE,
+    FORMAT_VERSION,
+    KERAS_FILE,
+    MANIFEST_FILE,
+    ONNX_FILE,
+    BundleSpec,
+    Context,
+    Manifest,
+)
 from model_store.series import PriceSeries, parse_price_csv
-from model_store.store import LATEST, MANIFEST, Bundle, ModelStore, parse_version, validate_name
+from model_store.store import LATEST, Bundle, ModelStore, parse_version, validate_name
 from model_store.windows import prediction_windows, sliding_windows
 
 __all__ = [
+    "CHART_FILE",
     "DEFAULT_LEVEL",
+    "ENCODINGS",
+    "FORMAT_VERSION",
+    "KERAS_FILE",
     "LATEST",
     "LEVELS",
-    "MANIFEST",
+    "MANIFEST_FILE",
+    "ONNX_FILE",
     "Bundle",
+    "BundleSpec",
+    "Context",
     "IntegrityError",
     "Intervals",
     "InvalidNameError",
     "InvalidVersionError",
+    "Manifest",
     "ManifestError",
     "MinMaxEncoding",
     "ModelNotFoundError",
@@ -44,10 +66,15 @@ __all__ = [
     "RelativeEncoding",
     "SeriesError",
     "StoreNotFoundError",
+    "UnsafeModelError",
     "VersionNotFoundError",
     "WindowEncoding",
+    "check_bundle_keras",
+    "check_keras_archive",
     "conformal_quantiles",
     "encoding_from_json",
+    "encoding_kind",
+    "intervals_from_json",
     "parse_price_csv",
     "parse_version",
     "prediction_windows",

@@ -1,25 +1,32 @@
 """How a window of closes becomes model input and how model output becomes a close.
 
 Training encodes with these classes before fitting; the server decodes with the same numbers read
-from the manifest, so both sides apply one rule. numpy only.
+from the manifest, so both sides apply one rule. A new kind is one module in
+`model_store/encodings/` and one entry in `ENCODINGS`. numpy only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from model_store.encodings.minmax import MinMaxEncoding
+from model_store.encodings.relative import RelativeEncoding
 from model_store.errors import ManifestError
 
 
 class WindowEncoding(Protocol):
     """Maps windows of closes `(n, window)` to model input `(n, window, 1)` float32 and back."""
 
+    kind: ClassVar[str]
+    # Whether training may shrink the predicted change towards persistence.
+    shrinkable: ClassVar[bool]
+
     @property
-    def kind(self) -> str:
-        """The `kind` stored in the manifest."""
+    def training_range(self) -> tuple[float, float] | None:
+        """The closes outside which the model saturates, or None when it never does."""
         ...
 
     def encode(self, windows: np.ndarray) -> np.ndarray:
@@ -35,119 +42,51 @@ class WindowEncoding(Protocol):
         ...
 
     def to_json(self) -> dict[str, Any]:
-        """Plain numbers for manifest.json."""
+        """Plain numbers for manifest.json (with its `kind`)."""
         ...
 
 
-@dataclass(frozen=True)
-class MinMaxEncoding:
-    """The tutorial's scaling: one MinMax range fit on the training closes (scikit-learn's formula:
-    `x * scale + min`), applied to every window and target alike."""
+class EncodingKind(Protocol):
+    """What the registry needs from an encoding class."""
 
-    data_min: float
-    data_max: float
-    scale: float
-    min: float
-    feature_range: tuple[float, float] = (0.0, 1.0)
-    kind: str = "minmax"
+    @property
+    def kind(self) -> str:
+        """The `kind` stored in the manifest."""
+        ...
 
-    @classmethod
-    def fit(
-        cls, values: np.ndarray, feature_range: tuple[float, float] = (0.0, 1.0)
-    ) -> MinMaxEncoding:
-        """Fit on training values with scikit-learn's arithmetic (for callers without sklearn)."""
-        data_min, data_max = float(np.min(values)), float(np.max(values))
-        data_range = data_max - data_min
-        if data_range == 0.0:
-            data_range = 1.0  # scikit-learn's rule for a constant feature
-        scale = (feature_range[1] - feature_range[0]) / data_range
-        return cls(data_min, data_max, scale, feature_range[0] - data_min * scale, feature_range)
+    @property
+    def shrinkable(self) -> bool:
+        """Whether training may shrink the predicted change towards persistence."""
+        ...
 
-    def transform(self, values: np.ndarray) -> np.ndarray:
-        return np.asarray(values, dtype=np.float64) * self.scale + self.min
+    def fit(self, values: np.ndarray) -> WindowEncoding:
+        """The encoding for training on `values` (the training closes)."""
+        ...
 
-    def inverse_transform(self, values: np.ndarray) -> np.ndarray:
-        return (np.asarray(values, dtype=np.float64) - self.min) / self.scale
-
-    def encode(self, windows: np.ndarray) -> np.ndarray:
-        return self.transform(windows).astype(np.float32)[..., np.newaxis]
-
-    def encode_targets(self, targets: np.ndarray, windows: np.ndarray) -> np.ndarray:
-        return self.transform(targets)
-
-    def decode(self, outputs: np.ndarray, windows: np.ndarray) -> np.ndarray:
-        return self.inverse_transform(np.asarray(outputs, dtype=np.float64).reshape(-1))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "data_min": self.data_min,
-            "data_max": self.data_max,
-            "scale": self.scale,
-            "min": self.min,
-            "feature_range": list(self.feature_range),
-        }
+    def from_json(self, spec: Mapping[str, Any]) -> WindowEncoding:
+        """Rebuild from the manifest's numbers; raises ManifestError, KeyError or ValueError."""
+        ...
 
 
-@dataclass(frozen=True)
-class RelativeEncoding:
-    """Scale-free: each window is divided by its own last close, and the model predicts the
-    next close's change relative to that close (in units of `1 / factor`, percent by default).
+ENCODINGS: dict[str, EncodingKind] = {cls.kind: cls for cls in (RelativeEncoding, MinMaxEncoding)}
 
-    The same weights serve any price level or ticker and nothing saturates outside a range.
-    """
 
-    factor: float = 100.0
-    kind: str = "relative"
-
-    def encode(self, windows: np.ndarray) -> np.ndarray:
-        windows = np.asarray(windows, dtype=np.float64)
-        relative: np.ndarray = (windows / windows[:, -1:] - 1.0) * self.factor
-        return relative.astype(np.float32)[..., np.newaxis]
-
-    def encode_targets(self, targets: np.ndarray, windows: np.ndarray) -> np.ndarray:
-        last = np.asarray(windows, dtype=np.float64)[:, -1]
-        return (np.asarray(targets, dtype=np.float64) / last - 1.0) * self.factor
-
-    def decode(self, outputs: np.ndarray, windows: np.ndarray) -> np.ndarray:
-        last = np.asarray(windows, dtype=np.float64)[:, -1]
-        change = np.asarray(outputs, dtype=np.float64).reshape(-1) / self.factor
-        closes: np.ndarray = last * (1.0 + change)
-        return closes
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "factor": self.factor}
+def encoding_kind(kind: str) -> EncodingKind:
+    """The registered encoding class for `kind`; ManifestError naming the known kinds."""
+    try:
+        return ENCODINGS[kind]
+    except (KeyError, TypeError):
+        raise ManifestError(
+            f"unknown scaler kind {kind!r} (known: {', '.join(ENCODINGS)})"
+        ) from None
 
 
 def encoding_from_json(spec: Any) -> WindowEncoding:
     """Rebuild the encoding stored under the manifest's `scaler` key."""
     if not isinstance(spec, dict):
         raise ManifestError("manifest field 'scaler' must be an object")
-    kind = spec.get("kind")
+    kind = encoding_kind(spec.get("kind"))  # type: ignore[arg-type]
     try:
-        if kind == "minmax":
-            low, high = (float(v) for v in spec["feature_range"])
-            encoding = MinMaxEncoding(
-                data_min=float(spec["data_min"]),
-                data_max=float(spec["data_max"]),
-                scale=float(spec["scale"]),
-                min=float(spec["min"]),
-                feature_range=(low, high),
-            )
-            if (
-                not np.isfinite(encoding.scale)
-                or encoding.scale == 0.0
-                or not np.isfinite(encoding.min)
-            ):
-                raise ManifestError("manifest field 'scaler' has a non-finite or zero scale")
-            return encoding
-        if kind == "relative":
-            factor = float(spec["factor"])
-            if not np.isfinite(factor) or factor <= 0.0:
-                raise ManifestError(
-                    "manifest field 'scaler' has a non-finite or non-positive factor"
-                )
-            return RelativeEncoding(factor=factor)
+        return kind.from_json(spec)
     except (KeyError, TypeError, ValueError) as exc:
         raise ManifestError(f"manifest field 'scaler' is malformed: {exc}") from exc
-    raise ManifestError(f"unknown scaler kind {kind!r}")

@@ -86,3 +86,8 @@ class Intervals:
         if not quantiles or any(not math.isfinite(q) or q < 0.0 for q in quantiles.values()):
             raise ManifestError("manifest field 'intervals' has a negative or non-finite width")
         return intervals
+
+
+def intervals_from_json(spec: Any) -> Intervals | None:
+    """The manifest's `intervals` block, parsed: the one place that knows its methods."""
+    return None if spec is None else Intervals.from_json(spec)

@@ -18,11 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from model_store.encoding import WindowEncoding, encoding_from_json
+from model_store.encoding import WindowEncoding
 from model_store.errors import (
     IntegrityError,
     InvalidNameError,
@@ -33,21 +32,10 @@ from model_store.errors import (
     VersionNotFoundError,
 )
 from model_store.intervals import Intervals
+from model_store.manifest import MANIFEST_FILE, BundleSpec, Manifest
 
-MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
 LATEST = "latest"
 STAGING_PREFIX = ".publish-"
-REQUIRED_FIELDS = (
-    "name",
-    "version",
-    "created_at",
-    "window",
-    "feature",
-    "scaler",
-    "context",
-    "files",
-)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _VERSION = re.compile(r"[1-9][0-9]{0,9}")
@@ -116,71 +104,70 @@ class Bundle:
     """A complete version folder and its parsed manifest."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def name(self) -> str:
-        return str(self.manifest["name"])
+        return self.manifest.name
 
     @property
     def version(self) -> int:
-        return int(self.manifest["version"])
+        return self.manifest.version
+
+    @property
+    def label(self) -> str:
+        return self.manifest.label
 
     @property
     def window(self) -> int:
-        return int(self.manifest["window"])
+        return self.manifest.window
 
     @property
     def feature(self) -> str:
-        return str(self.manifest["feature"])
+        return self.manifest.feature
 
     @property
     def encoding(self) -> WindowEncoding:
-        return encoding_from_json(self.manifest["scaler"])
+        return self.manifest.encoding
 
     @property
     def intervals(self) -> Intervals | None:
         """Calibrated prediction intervals, or None for a bundle trained without them."""
-        spec = self.manifest.get("intervals")
-        return None if spec is None else Intervals.from_json(spec)
+        return self.manifest.parsed_intervals
 
     @property
     def context_dates(self) -> np.ndarray:
-        return np.array(self.manifest["context"]["dates"], dtype="datetime64[D]")
+        return self.manifest.context.date_array
 
     @property
     def context_closes(self) -> np.ndarray:
-        return np.array(self.manifest["context"]["closes"], dtype=np.float64)
+        return self.manifest.context.close_array
 
     def file(self, filename: str) -> Path:
-        if filename not in self.manifest["files"]:
-            raise IntegrityError(f"{self.name} v{self.version}: no file {filename!r} in manifest")
+        if filename not in self.manifest.files:
+            raise IntegrityError(f"{self.label}: no file {filename!r} in manifest")
         return self.path / filename
 
     def read_verified(self, filename: str) -> bytes:
         """The file's bytes, checked against the manifest's sha256 in the same read."""
         data = self.file(filename).read_bytes()
-        if hashlib.sha256(data).hexdigest() != self.manifest["files"][filename]:
-            raise IntegrityError(f"{self.name} v{self.version}: sha256 mismatch for {filename}")
+        if hashlib.sha256(data).hexdigest() != self.manifest.files[filename]:
+            raise IntegrityError(f"{self.label}: sha256 mismatch for {filename}")
         return data
 
 
-def _read_manifest(folder: Path) -> dict[str, Any]:
-    path = folder / MANIFEST
+def _read_manifest(folder: Path) -> Manifest:
+    path = folder / MANIFEST_FILE
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ManifestError(f"{folder.name}: {MANIFEST} is missing") from None
+        raise ManifestError(f"{folder.name}: {MANIFEST_FILE} is missing") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"{folder.name}: {MANIFEST} is unreadable ({exc})") from None
-    if not isinstance(manifest, dict):
-        raise ManifestError(f"{folder.name}: {MANIFEST} is not a JSON object")
-    missing = [key for key in REQUIRED_FIELDS if key not in manifest]
-    if missing:
-        raise ManifestError(f"{folder.name}: {MANIFEST} lacks {', '.join(missing)}")
-    if not isinstance(manifest["files"], dict):
-        raise ManifestError(f"{folder.name}: {MANIFEST} field 'files' must be an object")
-    return manifest
+        raise ManifestError(f"{folder.name}: {MANIFEST_FILE} is unreadable ({exc})") from None
+    try:
+        return Manifest.from_json(document)
+    except ManifestError as exc:
+        raise ManifestError(f"{folder.name}: {exc}") from None
 
 
 class ModelStore:
@@ -214,7 +201,7 @@ class ModelStore:
         return sorted(
             int(entry.name)
             for entry in folder.iterdir()
-            if _VERSION.fullmatch(entry.name) and (entry / MANIFEST).is_file()
+            if _VERSION.fullmatch(entry.name) and (entry / MANIFEST_FILE).is_file()
         )
 
     def resolve(self, name: str, version: int | str = LATEST) -> int:
@@ -239,14 +226,14 @@ class ModelStore:
         folder = self._model_dir(name) / str(number)
         manifest = _read_manifest(folder)
         label = f"{name} v{number}"
-        if manifest["name"] != name:
-            raise IntegrityError(f"{label}: manifest name {manifest['name']!r} differs from folder")
-        if manifest["version"] != number:
+        if manifest.name != name:
+            raise IntegrityError(f"{label}: manifest name {manifest.name!r} differs from folder")
+        if manifest.version != number:
             raise IntegrityError(
-                f"{label}: manifest version {manifest['version']!r} differs from folder {number}"
+                f"{label}: manifest version {manifest.version!r} differs from folder {number}"
             )
-        listed = manifest["files"]
-        present = {entry.name for entry in folder.iterdir() if entry.name != MANIFEST}
+        listed = manifest.files
+        present = {entry.name for entry in folder.iterdir() if entry.name != MANIFEST_FILE}
         if missing := sorted(set(listed) - present):
             raise IntegrityError(f"{label}: missing file {missing[0]}")
         if extra := sorted(present - set(listed)):
@@ -268,17 +255,20 @@ class ModelStore:
         self,
         name: str,
         files: Mapping[str, str | os.PathLike[str] | bytes],
-        manifest: Mapping[str, Any],
+        spec: BundleSpec,
+        created_at: str | None = None,
     ) -> Bundle:
-        """Write `files` (name -> source path or bytes) and `manifest` as the next version.
+        """Write `files` (name -> source path or bytes) and the manifest of `spec` as the next
+        version.
 
         Steps: stage in a hidden folder beside the versions (same filesystem), fsync every file and
         the folder, then rename it to the next integer in one atomic step and fsync the parent.
-        `name`, `version`, `created_at`, `format_version` and `files` are filled in here.
+        `name`, `version`, `created_at` (default: now), `format_version` and `files` are filled in
+        here.
         """
         model_dir = self._model_dir(name)
         for filename in files:
-            if filename == MANIFEST or not _NAME.fullmatch(filename):
+            if filename == MANIFEST_FILE or not _NAME.fullmatch(filename):
                 raise ManifestError(f"invalid bundle file name {filename!r}")
         model_dir.mkdir(parents=True, exist_ok=True)
         staging = model_dir / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
@@ -289,9 +279,7 @@ class ModelStore:
                 data = source if isinstance(source, bytes) else Path(source).read_bytes()
                 _write_file(staging / filename, data)
                 hashes[filename] = hashlib.sha256(data).hexdigest()
-            document = dict(manifest)
-            document.update(name=name, format_version=FORMAT_VERSION, files=hashes)
-            document.setdefault("created_at", utc_now())
+            created_at = created_at or utc_now()
             while True:
                 # Past every integer folder, complete or not: a stray incomplete folder must not
                 # be picked again and again (publish would spin forever on `target.exists()`).
@@ -303,8 +291,11 @@ class ModelStore:
                     ),
                     default=0,
                 )
-                document["version"] = number
-                _write_file(staging / MANIFEST, (json.dumps(document, indent=2) + "\n").encode())
+                manifest = Manifest.published(
+                    spec, name=name, version=number, created_at=created_at, files=hashes
+                )
+                document = json.dumps(manifest.to_json(), indent=2) + "\n"
+                _write_file(staging / MANIFEST_FILE, document.encode())
                 _fsync_dir(staging)
                 target = model_dir / str(number)
                 if target.exists():  # another publisher took this number first
@@ -320,4 +311,4 @@ class ModelStore:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        return Bundle(target, document)
+        return Bundle(target, manifest)

@@ -40,7 +40,14 @@ def _parser() -> argparse.ArgumentParser:
         "train", help="train on a CSV, evaluate on another, publish the next version"
     )
     train.add_argument("--train-csv", type=Path, required=True, help="Yahoo Finance daily CSV")
-    train.add_argument("--test-csv", type=Path, required=True, help="CSV starting after training")
+    test = train.add_mutually_exclusive_group(required=True)
+    test.add_argument("--test-csv", type=Path, help="CSV starting after training")
+    test.add_argument(
+        "--test-from",
+        metavar="YYYY-MM-DD",
+        help="instead of --test-csv: test on the training CSV's rows from this date on and "
+        "train on the rows before it",
+    )
     train.add_argument("--store", type=Path, required=True, help="model store folder")
     train.add_argument("--name", required=True, help="model name, e.g. fb-lstm")
     train.add_argument(
@@ -72,12 +79,13 @@ def _train(args: argparse.Namespace) -> int:
             name=args.name,
             preset=args.preset,
             column=args.column,
+            test_from=args.test_from,
             **flagged_settings(args),
         )
     )
     manifest = bundle.manifest
-    metrics, training = manifest["metrics"], manifest["training"]
-    test = manifest["data"]["test"]
+    metrics, training = manifest.metrics, manifest.training
+    test = manifest.data["test"]
     print(f"published {bundle.name} v{bundle.version} -> {bundle.path}")
     print(
         f"preset {training['preset']}, {training['encoding']} encoding, "
@@ -126,13 +134,13 @@ def _list(args: argparse.Namespace) -> int:
             except ManifestError as exc:
                 print(f"{name:<24}{version:>8}  unreadable manifest: {exc}")
                 continue
-            metrics = manifest.get("metrics") or {}
+            metrics = manifest.metrics
             rmse = (metrics.get("model") or {}).get("rmse")
             baseline = (metrics.get("persistence") or {}).get("rmse")
             walk_forward = ((metrics.get("walk_forward") or {}).get("overall") or {}).get("model")
-            preset = (manifest.get("training") or {}).get("preset", "-")
+            preset = manifest.training.get("preset", "-")
             print(
-                f"{name:<24}{version:>8}  {manifest['created_at']!s:<22}{preset!s:<10}"
+                f"{name:<24}{version:>8}  {manifest.created_at:<22}{preset!s:<10}"
                 f"{_number(rmse):>10}{_number(baseline):>13}"
                 f"{_number((walk_forward or {}).get('ratio'), 4):>10}"
             )
@@ -145,7 +153,7 @@ def _number(value: object, decimals: int = 3) -> str:
 
 def _verify(args: argparse.Namespace) -> int:
     bundle = ModelStore(args.store).verify(args.name, args.version)
-    files = len(bundle.manifest["files"])
+    files = len(bundle.manifest.files)
     print(
         f"{bundle.name} v{bundle.version} OK: manifest matches its folder, {files} files sha256-verified"
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_store import validate_name
+from model_store import ENCODINGS, encoding_kind, validate_name
 from training.errors import InputError
 from training.presets import MODEL_SETTINGS, PRESETS, SETTINGS, Settings
 
@@ -26,21 +26,23 @@ class TrainConfig:
     """
 
     train_csv: Path
-    test_csv: Path
+    test_csv: Path | None  # None: the test rows are cut from `train_csv` at `test_from`
     store: Path
     name: str
     preset: str
     column: str
+    test_from: str | None
     overrides: dict[str, Any]
 
     def __init__(
         self,
         train_csv: Path,
-        test_csv: Path,
+        test_csv: Path | None,
         store: Path,
         name: str,
         preset: str = "default",
         column: str = "Close",
+        test_from: str | None = None,
         **overrides: Any,
     ) -> None:
         unknown = sorted(set(overrides) - set(SETTINGS))
@@ -48,7 +50,12 @@ class TrainConfig:
             raise TypeError(f"TrainConfig got unknown setting(s): {', '.join(unknown)}")
         given = {key: value for key, value in overrides.items() if value is not None}
         fields = {"train_csv": train_csv, "test_csv": test_csv, "store": store, "name": name}
-        for key, value in {**fields, "preset": preset, "column": column}.items():
+        for key, value in {
+            **fields,
+            "preset": preset,
+            "column": column,
+            "test_from": test_from,
+        }.items():
             object.__setattr__(self, key, value)
         object.__setattr__(self, "overrides", given)
 
@@ -67,6 +74,8 @@ class TrainConfig:
     def validate(self) -> None:
         """Refuse impossible settings before any data is read or any model is built."""
         validate_name(self.name)
+        if (self.test_csv is None) == (self.test_from is None):
+            raise InputError("give either a test CSV or a date to cut the training CSV at")
         if self.preset not in PRESETS:
             raise InputError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         settings = self.settings
@@ -92,8 +101,9 @@ def check_setting(settings: Settings, name: str) -> None:
         choices = ", ".join(field.metadata["choices"])
         raise InputError(f"{flag} must be one of {choices}, got {value!r}")
     if rule == "shrink" and value is not None:
-        if settings.encoding != "relative":
-            raise InputError(f"{flag} applies to the relative encoding only")
+        if not encoding_kind(settings.encoding).shrinkable:
+            shrinkable = [kind for kind, encoding in ENCODINGS.items() if encoding.shrinkable]
+            raise InputError(f"{flag} applies to the {' and '.join(shrinkable)} encoding only")
         if not 0.0 <= value <= 1.0:
             raise InputError(f"{flag} must be in [0, 1], got {value!r}")
 

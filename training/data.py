@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -74,10 +75,38 @@ class TrainTestData:
 
 
 def load_train_test(train_csv: Path, test_csv: Path, column: str, window: int) -> TrainTestData:
-    """Load both CSVs and check them: training must hold more than `window` rows (at least one
-    window and its target) and the test CSV must start after the training CSV ends."""
-    train = load_csv(train_csv, column)
-    test = load_csv(test_csv, column)
+    """Load both CSVs and check them (see `checked_pair`)."""
+    return checked_pair(load_csv(train_csv, column), load_csv(test_csv, column), window)
+
+
+def load_split(csv: Path, column: str, window: int, test_from: str) -> TrainTestData:
+    """One CSV cut by date: the rows before `test_from` (YYYY-MM-DD) train, the rows from it on
+    test. Both parts keep the file's name and sha256; their fingerprints say which rows."""
+    try:
+        first_test_day = np.datetime64(test_from, "D")
+    except ValueError:
+        raise InputError(f"test-from must be a date (YYYY-MM-DD), got {test_from!r}") from None
+    loaded = load_csv(csv, column)
+    before = loaded.series.dates < first_test_day
+    parts = [
+        LoadedCsv(
+            loaded.path,
+            dataclasses.replace(
+                loaded.series, dates=loaded.series.dates[rows], values=loaded.series.values[rows]
+            ),
+            loaded.sha256,
+        )
+        for rows in (before, ~before)
+    ]
+    for part, side in zip(parts, ("before", "from"), strict=True):
+        if len(part.series) == 0:
+            raise InputError(f"{loaded.path.name}: no rows {side} {first_test_day} to split off")
+    return checked_pair(parts[0], parts[1], window)
+
+
+def checked_pair(train: LoadedCsv, test: LoadedCsv, window: int) -> TrainTestData:
+    """Training must hold more than `window` rows (at least one window and its target) and the
+    test rows must start after the training rows end."""
     if len(train.series) <= window:
         raise InputError(
             f"{train.path.name}: {len(train.series)} usable rows, need at least {window + 1} "

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from model_store import BundleSpec, Context
 from training.data import TrainTestData
 from training.presets import Settings
 from training.walkforward import COVERAGE_LEVELS, leave_one_fold_out_coverage
@@ -53,36 +54,37 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def build_manifest(run: RunRecord) -> dict[str, Any]:
-    """The manifest `ModelStore.publish` completes with the files' hashes and the creation time."""
+def build_manifest(run: RunRecord) -> BundleSpec:
+    """The bundle contract `ModelStore.publish` completes with the name, version, files' hashes
+    and creation time."""
     from training.export import PARITY_TOLERANCE
 
     data, window, exported = run.data, run.settings.window, run.exported
-    return {
-        "window": window,
-        "feature": data.train.series.column,
-        "scaler": run.final.encoding.to_json(),
-        "context": {
-            "dates": data.train.series.iso_dates()[-window:],
-            "closes": data.train_closes[-window:].tolist(),
-        },
-        "metrics": metrics_section(run),
-        "intervals": run.calibration.intervals.to_json(),
-        "evaluation": evaluation_section(run.data, run.test),
-        "training": training_section(run),
-        "data": {"train": data.train.fingerprint(), "test": data.test.fingerprint()},
-        "parity": {
+    return BundleSpec(
+        window=window,
+        feature=data.train.series.column,
+        encoding=run.final.encoding,
+        context=Context(
+            dates=data.train.series.iso_dates()[-window:],
+            closes=data.train_closes[-window:].tolist(),
+        ),
+        metrics=metrics_section(run),
+        intervals=run.calibration.intervals.to_json(),
+        evaluation=evaluation_section(run.data, run.test),
+        training=training_section(run),
+        data={"train": data.train.fingerprint(), "test": data.test.fingerprint()},
+        parity={
             "max_abs_diff": exported.max_abs_diff,
             "tolerance": PARITY_TOLERANCE,
             "windows": len(exported.onnx_outputs),
         },
-        "onnx": {
+        onnx={
             "input": exported.onnx.input_name,
             "output": exported.onnx.output_name,
             "opset": exported.onnx.opset,
         },
-        "versions": library_versions(),
-    }
+        versions=library_versions(),
+    )
 
 
 def metrics_section(run: RunRecord) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from model_store import Bundle, ModelStore
 from training.config import TrainConfig
-from training.data import TrainTestData, load_train_test
+from training.data import TrainTestData, load_split, load_train_test
 from training.walkforward import Fold, plan_folds
 
 __all__ = ["TrainConfig", "train_and_publish"]  # TrainConfig: callers import it from here
@@ -32,7 +32,11 @@ def train_and_publish(config: TrainConfig) -> Bundle:
     """
     config.validate()
     settings = config.settings
-    data = load_train_test(config.train_csv, config.test_csv, config.column, settings.window)
+    if config.test_csv is None:
+        assert config.test_from is not None  # validate() guarantees one of the two
+        data = load_split(config.train_csv, config.column, settings.window, config.test_from)
+    else:
+        data = load_train_test(config.train_csv, config.test_csv, config.column, settings.window)
     folds: list[Fold] = []
     if settings.walk_forward != "none":
         folds = plan_folds(

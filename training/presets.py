@@ -16,7 +16,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-ENCODINGS = ("relative", "minmax")
+from model_store import ENCODINGS as REGISTERED_ENCODINGS
+
+ENCODINGS = tuple(REGISTERED_ENCODINGS)  # the kinds model_store can store and serve
 SCHEMES = ("monthly", "quarterly", "none")
 
 

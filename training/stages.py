@@ -17,7 +17,16 @@ from typing import Any
 import keras
 import numpy as np
 
-from model_store import Intervals, WindowEncoding, conformal_quantiles, sliding_windows
+from model_store import (
+    CHART_FILE,
+    KERAS_FILE,
+    ONNX_FILE,
+    Intervals,
+    WindowEncoding,
+    check_keras_archive,
+    conformal_quantiles,
+    sliding_windows,
+)
 from training import export
 from training.data import TrainTestData
 from training.evaluate import EvaluationSet, baseline_predictions, scored
@@ -39,9 +48,6 @@ from training.windows import make_encoding, training_set
 
 logger = logging.getLogger(__name__)
 
-KERAS_FILE = "model.keras"
-ONNX_FILE = "model.onnx"
-CHART_FILE = "report.png"
 BUNDLE_FILES = (KERAS_FILE, ONNX_FILE, CHART_FILE)
 IN_SAMPLE_CALIBRATION = 250  # windows, only when there is no walk-forward to calibrate on
 INTERVAL_LEVEL = 95  # the interval the evaluation and the chart show
@@ -188,9 +194,11 @@ class Exported:
 
 
 def export_checked(model: keras.Model, inputs: np.ndarray, folder: Path) -> Exported:
-    """Write `model.keras` and `model.onnx` into `folder`; raise `ParityError` unless ONNX Runtime
-    reproduces Keras on the encoded test windows `inputs`."""
+    """Write `model.keras` and `model.onnx` into `folder`; raise `UnsafeModelError` when the Keras
+    archive would be refused by the server's check, `ParityError` unless ONNX Runtime reproduces
+    Keras on the encoded test windows `inputs`."""
     export.save_keras(model, folder / KERAS_FILE)
+    check_keras_archive((folder / KERAS_FILE).read_bytes(), "the exported model")
     onnx = export.export_onnx(model, model.input_shape[1], folder / ONNX_FILE)
     keras_outputs = model.predict(inputs, verbose=0)
     onnx_outputs = export.run_onnx(onnx.path, inputs)

@@ -6,9 +6,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.preprocessing import MinMaxScaler
 
-from model_store import MinMaxEncoding, RelativeEncoding, WindowEncoding, sliding_windows
-
-RELATIVE_FACTOR = 100.0  # inputs and targets in percent of the last close
+from model_store import MinMaxEncoding, WindowEncoding, encoding_kind, sliding_windows
 
 
 def fit_encoding(train_closes: np.ndarray) -> MinMaxEncoding:
@@ -26,11 +24,11 @@ def fit_encoding(train_closes: np.ndarray) -> MinMaxEncoding:
 
 
 def make_encoding(kind: str, train_closes: np.ndarray) -> WindowEncoding:
-    """`relative` (no fitting: every window is divided by its last close) or `minmax` (fit on
-    `train_closes`)."""
-    if kind == "relative":
-        return RelativeEncoding(factor=RELATIVE_FACTOR)
-    return fit_encoding(train_closes)
+    """The registered encoding `kind` fit on `train_closes`; `minmax` through scikit-learn's
+    MinMaxScaler, as the tutorial does (the same numbers as `MinMaxEncoding.fit`)."""
+    if kind == MinMaxEncoding.kind:
+        return fit_encoding(train_closes)
+    return encoding_kind(kind).fit(train_closes)
 
 
 def training_set(

@@ -1,4 +1,4 @@
-"""Admin: reload from the store now, or pin (roll back to) a version. Bearer ADMIN_TOKEN."""
+"""Admin: reload a model from the store now, or pin (roll back to) a version. Bearer ADMIN_TOKEN."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.dependencies import RegistryDep, SettingsDep
+from app.dependencies import ManagerDep, SettingsDep
 from app.errors import AdminDisabledError, UnauthorizedError
-from app.registry import ModelRegistry
-from app.schemas import AdminResult, ErrorResponse, ModelRef, PinRequest
+from app.manager import ModelManager
+from app.schemas import AdminResult, ErrorResponse, ModelRef, PinRequest, ReloadRequest
 
 _bearer = HTTPBearer(auto_error=False, description="ADMIN_TOKEN")
 
@@ -36,7 +36,7 @@ router = APIRouter(
     responses={
         401: {"model": ErrorResponse, "description": "Missing or wrong bearer token"},
         403: {"model": ErrorResponse, "description": "ADMIN_TOKEN is not set"},
-        404: {"model": ErrorResponse, "description": "No such version"},
+        404: {"model": ErrorResponse, "description": "No such model or version"},
         409: {"model": ErrorResponse, "description": "The version failed to load; old one serves"},
         413: {"model": ErrorResponse, "description": "Body above MAX_BODY_BYTES"},
         422: {"model": ErrorResponse, "description": "Invalid body (e.g. not a version)"},
@@ -44,31 +44,35 @@ router = APIRouter(
 )
 
 
-def _result(registry: ModelRegistry, before: int | None) -> AdminResult:
-    predictor = registry.require()
+def _result(manager: ModelManager, name: str, before: int | None) -> AdminResult:
+    predictor = manager.require(name)
     return AdminResult(
         changed=predictor.version != before,
         served=ModelRef(name=predictor.name, version=predictor.version),
-        pinned=registry.pinned,
+        pinned=manager.model(name).pinned,
     )
 
 
-def _served_version(registry: ModelRegistry) -> int | None:
-    current = registry.current
+def _served_version(manager: ModelManager, name: str) -> int | None:
+    current = manager.model(name).served
     return current.version if current else None
 
 
 @router.post("/reload", response_model=AdminResult)
-def reload(registry: RegistryDep) -> AdminResult:
-    """Look at the store now: forget earlier failures and serve the pinned or latest version."""
-    before = _served_version(registry)
-    registry.reload()
-    return _result(registry, before)
+def reload(manager: ManagerDep, request: ReloadRequest | None = None) -> AdminResult:
+    """Look at the store now for one model (default: the default model): forget its earlier
+    failures and serve its pinned or latest version."""
+    name = (request.model if request else None) or manager.default
+    before = _served_version(manager, name)
+    manager.reload(name)
+    return _result(manager, name, before)
 
 
 @router.post("/pin", response_model=AdminResult)
-def pin(request: PinRequest, registry: RegistryDep) -> AdminResult:
-    """Serve `version` and stop following new ones (rollback); `"latest"` follows them again."""
-    before = _served_version(registry)
-    registry.pin(None if request.version == "latest" else int(request.version))
-    return _result(registry, before)
+def pin(request: PinRequest, manager: ManagerDep) -> AdminResult:
+    """Serve `version` of `model` (default: the default model) and stop following new ones
+    (rollback); `"latest"` follows them again. Other models are not affected."""
+    name = request.model or manager.default
+    before = _served_version(manager, name)
+    manager.pin(name, None if request.version == "latest" else int(request.version))
+    return _result(manager, name, before)

@@ -1,20 +1,26 @@
-"""POST /forecast: a Yahoo Finance CSV in, predicted vs actual (and a horizon) out."""
+"""POST /forecast (the default model) and /models/{name}/forecast: a Yahoo Finance CSV in,
+predicted vs actual (and a horizon) out."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response
 from starlette.datastructures import UploadFile
 
-from app.dependencies import MetricsDep, PredictorDep, SettingsDep, media_type
+from app.dependencies import (
+    ModelPredictorDep,
+    PredictorDep,
+    ServiceDep,
+    SettingsDep,
+    media_type,
+)
 from app.errors import ApiError, UnsupportedMediaTypeError
-from app.forecast import Context, ForecastResult, forecast_series
-from app.forecast_body import check_row_count, forecast_json_pieces, pieces_response
+from app.forecast_body import pieces_response
 from app.predictor import Predictor
 from app.schemas import MAX_HORIZON, ErrorResponse, ForecastResponse, LevelQuery
-from model_store import DEFAULT_LEVEL, MinMaxEncoding, parse_price_csv
+from app.service import PredictionService
+from model_store import DEFAULT_LEVEL
 
 router = APIRouter(tags=["forecast"])
 
@@ -70,103 +76,102 @@ async def read_csv_body(request: Request, max_bytes: int) -> bytes | str:
     )
 
 
-def run_forecast(
-    data: bytes | str,
+ColumnQuery = Annotated[
+    str | None,
+    Query(max_length=64, description="Price column to read (default: the model's feature)."),
+]
+HorizonQuery = Annotated[
+    int, Query(ge=0, le=MAX_HORIZON, description="Business days to forecast past the CSV.")
+]
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Malformed CSV (names the row and column)"},
+    413: {
+        "model": ErrorResponse,
+        "description": "Body above MAX_BODY_BYTES or more rows than MAX_FORECAST_ROWS",
+    },
+    415: {"model": ErrorResponse, "description": "Not multipart/form-data or text/csv"},
+    422: {"model": ErrorResponse, "description": "Invalid query parameters"},
+    503: {"model": ErrorResponse, "description": "No model loaded yet"},
+}
+_DESCRIPTION = """Predict every CSV row whose `window` prior closes are known (one batched call),
+compare with the actual closes, and optionally extend `horizon` business days past the last row.
+
+The CSV is a Yahoo Finance daily export: `Date` plus the price column (header case-insensitive,
+other columns ignored, any date order, CRLF/BOM fine, `null` rows skipped with a warning). A CSV
+that starts right after the model's training data (e.g. the month after) at a similar price
+(first close within 25% of the last training close) is predicted from the model's own last
+training closes; otherwise its first `window` rows come back as `history`. Every prediction has
+a `level`% interval (null without intervals) and `metrics.coverage` is the share of actual closes
+inside their point's interval."""
+
+
+async def answer(
+    request: Request,
     predictor: Predictor,
+    service: PredictionService,
+    max_bytes: int,
     column: str | None,
     horizon: int,
     level: int,
     max_rows: int,
-) -> tuple[str, ForecastResult]:
-    """Parse the CSV and forecast it with the served predictor (CPU-bound: runs off the loop)."""
-    check_row_count(data, max_rows)
-    column = column or predictor.bundle.feature
-    series = parse_price_csv(data, column)
-    bundle = predictor.bundle
-    own_feature = series.column.lower() == bundle.feature.lower()
-    context = Context(bundle.context_dates, bundle.context_closes) if own_feature else None
-    encoding = predictor.encoding
-    # Only a MinMax model saturates outside a range; a relative one has none.
-    training_range = (
-        (encoding.data_min, encoding.data_max) if isinstance(encoding, MinMaxEncoding) else None
-    )
-    result = forecast_series(
-        series,
-        predictor.predict,
-        predictor.window,
-        context,
-        horizon,
-        training_range,
-        predictor.intervals,
-        level,
-    )
-    return series.column, result
+) -> Response:
+    """The forecast of the request's CSV by `predictor` through the service."""
+    data = await read_csv_body(request, max_bytes)
+    pieces = await service.forecast_body(predictor, data, column, horizon, level, max_rows)
+    return pieces_response(pieces)
 
 
 @router.post(
     "/forecast",
     response_model=ForecastResponse,
     openapi_extra=_REQUEST_BODY,
-    responses={
-        400: {"model": ErrorResponse, "description": "Malformed CSV (names the row and column)"},
-        413: {
-            "model": ErrorResponse,
-            "description": "Body above MAX_BODY_BYTES or more rows than MAX_FORECAST_ROWS",
-        },
-        415: {"model": ErrorResponse, "description": "Not multipart/form-data or text/csv"},
-        422: {"model": ErrorResponse, "description": "Invalid query parameters"},
-        503: {"model": ErrorResponse, "description": "No model loaded yet"},
-    },
+    responses=_RESPONSES,
+    description=f"{_DESCRIPTION}\n\nAnswered by the default model (DEFAULT_MODEL).",
 )
 async def forecast(
     request: Request,
     predictor: PredictorDep,
     settings: SettingsDep,
-    metrics: MetricsDep,
-    column: Annotated[
-        str | None,
-        Query(max_length=64, description="Price column to read (default: the model's feature)."),
-    ] = None,
-    horizon: Annotated[
-        int, Query(ge=0, le=MAX_HORIZON, description="Business days to forecast past the CSV.")
-    ] = 0,
+    service: ServiceDep,
+    column: ColumnQuery = None,
+    horizon: HorizonQuery = 0,
     level: LevelQuery = DEFAULT_LEVEL,
 ) -> Response:
-    """Predict every CSV row whose `window` prior closes are known (one batched call), compare
-    with the actual closes, and optionally extend `horizon` business days past the last row.
-
-    The CSV is a Yahoo Finance daily export: `Date` plus the price column (header
-    case-insensitive, other columns ignored, any date order, CRLF/BOM fine, `null` rows skipped
-    with a warning). A CSV that starts right after the model's training data (e.g. the month
-    after) at a similar price (first close within 25% of the last training close) is predicted
-    from the model's own last training closes; otherwise its first `window` rows come back as
-    `history`. Every prediction has a `level`% interval (null without intervals) and
-    `metrics.coverage` is the share of actual closes inside their point's interval."""
-    data = await read_csv_body(request, settings.max_body_bytes)
-    pieces, predictions = await to_thread.run_sync(
-        forecast_body, data, predictor, column, horizon, level, settings.max_forecast_rows
+    return await answer(
+        request,
+        predictor,
+        service,
+        settings.max_body_bytes,
+        column,
+        horizon,
+        level,
+        settings.max_forecast_rows,
     )
-    metrics.predictions.labels("forecast").inc(predictions)
-    return pieces_response(pieces)
 
 
-def forecast_body(
-    data: bytes | str,
-    predictor: Predictor,
-    column: str | None,
-    horizon: int,
-    level: int,
-    max_rows: int,
-) -> tuple[list[bytes], int]:
-    """The JSON body's pieces and the number of closes predicted (off the loop)."""
-    name, result = run_forecast(data, predictor, column, horizon, level, max_rows)
-    head = {
-        "model": {"name": predictor.name, "version": predictor.version},
-        "column": name,
-        "level": level,
-        "history": result.history,
-        "metrics": result.metrics,
-        "horizon": result.horizon,
-        "warnings": result.warnings,
-    }
-    return forecast_json_pieces(head, result), result.predictions_made
+@router.post(
+    "/models/{name}/forecast",
+    response_model=ForecastResponse,
+    openapi_extra=_REQUEST_BODY,
+    responses={404: {"model": ErrorResponse, "description": "No such model"}, **_RESPONSES},
+    description=f"{_DESCRIPTION}\n\nAnswered by the served version of model `name`.",
+)
+async def forecast_model(
+    request: Request,
+    predictor: ModelPredictorDep,
+    settings: SettingsDep,
+    service: ServiceDep,
+    column: ColumnQuery = None,
+    horizon: HorizonQuery = 0,
+    level: LevelQuery = DEFAULT_LEVEL,
+) -> Response:
+    return await answer(
+        request,
+        predictor,
+        service,
+        settings.max_body_bytes,
+        column,
+        horizon,
+        level,
+        settings.max_forecast_rows,
+    )

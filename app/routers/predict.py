@@ -1,15 +1,20 @@
-"""POST /predict: next close for one window or a batch of windows."""
+"""POST /predict (the default model), /models/{name}/predict and
+/models/{name}/versions/{version}/predict: next close for one window or a batch of windows."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
-from anyio import to_thread
 from fastapi import APIRouter, Body, Depends
 
-from app.dependencies import BatcherDep, MetricsDep, PredictorDep, require_json
-from app.errors import InvalidInputError
+from app.dependencies import (
+    ModelPredictorDep,
+    PredictorDep,
+    ServiceDep,
+    VersionPredictorDep,
+    require_json,
+)
 from app.predictor import Predictor
 from app.schemas import (
     PREDICT_EXAMPLES,
@@ -20,79 +25,35 @@ from app.schemas import (
     PredictRequest,
     PredictResponse,
 )
+from app.service import PredictionService
 from model_store import DEFAULT_LEVEL
 
 router = APIRouter(tags=["predict"])
 
-# With a fast (ONNX) runtime, up to this many windows run on the event loop: a thread hop would
-# cost more than the call. Bigger batches run in a worker thread so they never
-# stall the loop; single windows are batched across concurrent requests (app/batching.py).
-INLINE_WINDOWS = 64
+PredictBody = Annotated[PredictRequest, Body(openapi_examples=PREDICT_EXAMPLES)]
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorResponse, "description": "Body above MAX_BODY_BYTES"},
+    415: {"model": ErrorResponse, "description": "Content-Type is not application/json"},
+    422: {"model": ErrorResponse, "description": "Invalid values or window length"},
+    503: {"model": ErrorResponse, "description": "No model loaded yet"},
+}
+_MODEL_RESPONSES = {
+    404: {"model": ErrorResponse, "description": "No such model (or loaded version)"},
+    **_RESPONSES,
+}
+_DESCRIPTION = """Predict the next close after `closes` (one window), or after each of `windows`
+(a batch, one batched model call). Every window holds the model's window length of finite,
+positive closes, oldest first. Each prediction comes with its `level`% interval (`lower`,
+`upper`: split-conformal, calibrated by training; null without intervals)."""
 
 
-def interval_bounds(
-    predictor: Predictor, closes: np.ndarray, windows: np.ndarray, level: int
-) -> tuple[list[float] | None, list[float] | None]:
-    """`level`% bounds around each window's predicted close (one vectorised step after the
-    prediction, so batching is untouched), or `(None, None)` for a bundle without intervals."""
-    if predictor.intervals is None:
-        return None, None
-    lower, upper = predictor.intervals.bounds(closes, windows[:, -1], level)
-    return lower.tolist(), upper.tolist()
-
-
-def single_response(
-    predictor: Predictor, closes: np.ndarray, windows: np.ndarray, level: int, model: ModelRef
-) -> PredictResponse:
-    """The answer for one window: its predicted close and interval."""
-    lower, upper = interval_bounds(predictor, closes, windows, level)
-    return PredictResponse(
-        next_close=float(closes[0]),
-        lower=None if lower is None else lower[0],
-        upper=None if upper is None else upper[0],
-        level=level,
-        model=model,
-    )
-
-
-@router.post(
-    "/predict",
-    response_model=PredictResponse | BatchPredictResponse,
-    dependencies=[Depends(require_json)],
-    responses={
-        413: {"model": ErrorResponse, "description": "Body above MAX_BODY_BYTES"},
-        415: {"model": ErrorResponse, "description": "Content-Type is not application/json"},
-        422: {"model": ErrorResponse, "description": "Invalid values or window length"},
-        503: {"model": ErrorResponse, "description": "No model loaded yet"},
-    },
-)
-async def predict(
-    body: Annotated[PredictRequest, Body(openapi_examples=PREDICT_EXAMPLES)],
-    predictor: PredictorDep,
-    metrics: MetricsDep,
-    batcher: BatcherDep,
-    level: LevelQuery = DEFAULT_LEVEL,
+async def answer(
+    body: PredictRequest, predictor: Predictor, service: PredictionService, level: int
 ) -> PredictResponse | BatchPredictResponse:
-    """Predict the next close after `closes` (one window), or after each of `windows` (a batch,
-    one batched model call). Every window holds the served bundle's window length of finite,
-    positive closes, oldest first. Each prediction comes with its `level`% interval
-    (`lower`, `upper`: split-conformal, calibrated by training; null without intervals)."""
+    """The response for `body`, predicted by `predictor` through the service."""
     single = body.closes is not None
     windows = [body.closes] if body.closes is not None else body.windows or []
-    for index, window in enumerate(windows):
-        if len(window) != predictor.window:
-            where, loc = (
-                ("closes", ["body", "closes"])
-                if single
-                else (
-                    f"windows[{index}]",
-                    ["body", "windows", index],
-                )
-            )
-            raise InvalidInputError(
-                f"{where} must hold {predictor.window} closes (got {len(window)})",
-                detail=[{"loc": loc, "msg": "wrong window length", "type": "window_length"}],
-            )
+    service.check_lengths(predictor, windows, single)
     model = ModelRef(name=predictor.name, version=predictor.version)
     if not windows:
         empty: list[float] | None = None if predictor.intervals is None else []
@@ -100,19 +61,66 @@ async def predict(
             predictions=[], lower=empty, upper=empty, level=level, model=model
         )
     array = np.array(windows, dtype=np.float64)
-    inline = predictor.runtime.inline
-    if single and inline:
-        next_close = await batcher.predict(predictor, array[0])
-        metrics.predictions.labels("predict").inc()
-        return single_response(predictor, np.array([next_close]), array, level, model)
-    if inline and len(array) <= INLINE_WINDOWS:
-        closes = predictor.predict(array)
-    else:
-        closes = await to_thread.run_sync(predictor.predict, array)
-    metrics.predictions.labels("predict").inc(len(closes))
+    result = await service.predict(predictor, array, level, "predict", single)
+    lower = None if result.lower is None else result.lower.tolist()
+    upper = None if result.upper is None else result.upper.tolist()
     if single:
-        return single_response(predictor, closes, array, level, model)
-    lower, upper = interval_bounds(predictor, closes, array, level)
+        return PredictResponse(
+            next_close=float(result.closes[0]),
+            lower=None if lower is None else lower[0],
+            upper=None if upper is None else upper[0],
+            level=level,
+            model=model,
+        )
     return BatchPredictResponse(
-        predictions=closes.tolist(), lower=lower, upper=upper, level=level, model=model
+        predictions=result.closes.tolist(), lower=lower, upper=upper, level=level, model=model
     )
+
+
+@router.post(
+    "/predict",
+    response_model=PredictResponse | BatchPredictResponse,
+    dependencies=[Depends(require_json)],
+    responses=_RESPONSES,
+    description=f"{_DESCRIPTION}\n\nAnswered by the default model (DEFAULT_MODEL).",
+)
+async def predict(
+    body: PredictBody,
+    predictor: PredictorDep,
+    service: ServiceDep,
+    level: LevelQuery = DEFAULT_LEVEL,
+) -> PredictResponse | BatchPredictResponse:
+    return await answer(body, predictor, service, level)
+
+
+@router.post(
+    "/models/{name}/predict",
+    response_model=PredictResponse | BatchPredictResponse,
+    dependencies=[Depends(require_json)],
+    responses=_MODEL_RESPONSES,
+    description=f"{_DESCRIPTION}\n\nAnswered by the served version of model `name`.",
+)
+async def predict_model(
+    body: PredictBody,
+    predictor: ModelPredictorDep,
+    service: ServiceDep,
+    level: LevelQuery = DEFAULT_LEVEL,
+) -> PredictResponse | BatchPredictResponse:
+    return await answer(body, predictor, service, level)
+
+
+@router.post(
+    "/models/{name}/versions/{version}/predict",
+    response_model=PredictResponse | BatchPredictResponse,
+    dependencies=[Depends(require_json)],
+    responses=_MODEL_RESPONSES,
+    description=f"{_DESCRIPTION}\n\nAnswered by `version` of model `name`, which must be "
+    "loaded: the served version or one served before it (up to MAX_LOADED_VERSIONS).",
+)
+async def predict_version(
+    body: PredictBody,
+    predictor: VersionPredictorDep,
+    service: ServiceDep,
+    level: LevelQuery = DEFAULT_LEVEL,
+) -> PredictResponse | BatchPredictResponse:
+    return await answer(body, predictor, service, level)

@@ -27,6 +27,8 @@ const DEFAULT_LEVEL = 95;
 
 const state = {
   apiBase: "",
+  // The chosen model (from /models); every panel reads and predicts with this one.
+  model: null,
   manifest: null,
   // The CSV behind the chart: re-sent when the horizon or the level changes.
   source: null,
@@ -52,6 +54,11 @@ function resolveApiBase() {
 
 function apiUrl(path) {
   return state.apiBase + path;
+}
+
+/** The chosen model's route `models/{name}/{suffix}`. */
+function modelPath(suffix) {
+  return `models/${encodeURIComponent(state.model)}${suffix ? `/${suffix}` : ""}`;
 }
 
 /** Calls the API; resolves to the JSON body or rejects with an ApiError carrying its own text. */
@@ -416,7 +423,7 @@ async function runForecast() {
   const uploadError = $("#upload-error");
   $("#forecast").setAttribute("aria-busy", "true");
   try {
-    const response = await callApi(`forecast?${query}`, { method: "POST", body: form });
+    const response = await callApi(modelPath(`forecast?${query}`), { method: "POST", body: form });
     if (seq === state.forecastSeq) {
       clearError(uploadError);
       renderChart(forecastView(response, source));
@@ -478,7 +485,7 @@ async function predict(event) {
   result.textContent = "";
   clearError(errorBox);
   try {
-    const response = await callApi(`predict?level=${encodeURIComponent($("#level").value)}`, {
+    const response = await callApi(modelPath(`predict?level=${encodeURIComponent($("#level").value)}`), {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ closes: parseCloses($("#closes").value) }),
@@ -525,14 +532,56 @@ async function main() {
   $("#predict-form").addEventListener("submit", predict);
   $("#closes").addEventListener("input", updateClosesCount);
   wireDropZone();
+  $("#model-select").addEventListener("change", (event) => chooseModel(event.target.value));
+  let overview;
   try {
-    state.manifest = await callApi("model");
+    overview = await callApi("models");
   } catch (err) {
     $("#model-name").textContent = "unavailable";
     showError($("#error"), err);
     return;
   }
-  showModel(state.manifest);
+  const wanted = new URLSearchParams(window.location.search).get("model");
+  fillModelSelect(overview, wanted);
+  await chooseModel($("#model-select").value);
+}
+
+/** One option per model of /models (not-ready ones shown but disabled), the default first. */
+function fillModelSelect(overview, wanted) {
+  const select = $("#model-select");
+  select.replaceChildren();
+  for (const model of overview.models) {
+    const option = document.createElement("option");
+    option.value = model.name;
+    option.textContent = model.ready ? `${model.name} (v${model.served})` : `${model.name} (not ready)`;
+    option.disabled = !model.ready;
+    select.append(option);
+  }
+  const names = overview.models.filter((model) => model.ready).map((model) => model.name);
+  select.value = names.includes(wanted) ? wanted : overview.default_model;
+}
+
+/** Loads `name`'s manifest and redraws every panel for it. */
+async function chooseModel(name) {
+  state.model = name;
+  state.manifest = null;
+  state.forecastSeq += 1; // an answer for the previous model must not draw any more
+  clearError($("#error"));
+  $("#predict-result").textContent = "";
+  clearError($("#predict-error"));
+  let manifest;
+  try {
+    manifest = await callApi(modelPath(""));
+  } catch (err) {
+    $("#model-name").textContent = "unavailable";
+    showError($("#error"), err);
+    return;
+  }
+  if (state.model !== name) {
+    return; // another model was chosen meanwhile
+  }
+  state.manifest = manifest;
+  showModel(manifest);
   showDemo();
 }
 

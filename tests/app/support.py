@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import httpx
+import pytest
 
 from app.settings import Settings
 from bench.server import app_server
@@ -16,8 +22,6 @@ from bench.server import free_port as free_port  # re-exported for tests written
 from model_store import Bundle, ModelStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# Fields ModelStore.publish fills in itself.
-PUBLISH_FILLS = ("name", "version", "files", "format_version", "created_at")
 
 
 def app_settings(store: Path, **overrides: Any) -> Settings:
@@ -37,10 +41,9 @@ def app_settings(store: Path, **overrides: Any) -> Settings:
 
 def republish(source: Bundle, store: Path, name: str = "tiny", **changes: Any) -> Bundle:
     """Publish a copy of `source`'s files and manifest as the next version of `name`."""
-    manifest = {k: v for k, v in source.manifest.items() if k not in PUBLISH_FILLS}
-    manifest.update(changes)
-    files = {filename: source.path / filename for filename in source.manifest["files"]}
-    return ModelStore(store).publish(name, files, manifest)
+    spec = dataclasses.replace(source.manifest, **changes)
+    files = {filename: source.path / filename for filename in source.manifest.files}
+    return ModelStore(store).publish(name, files, spec)
 
 
 def place_corrupt_version(source: Bundle, store: Path, name: str = "tiny") -> int:
@@ -69,3 +72,49 @@ def uvicorn_server(env: dict[str, str], log: Path) -> Iterator[tuple[str, subpro
     with app_server(env, log, "--log-level", "warning", ready_path="/livez") as server:
         assert server.process is not None
         yield server.base_url, server.process
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not met in time")
+        time.sleep(0.05)
+
+
+class Load:
+    """Clients posting to `path` (default /predict) back to back, recording (status, served
+    version) per request and when each request was sent and answered."""
+
+    def __init__(self, base: str, clients: int = 2, path: str = "/predict"):
+        self.base = base
+        self.path = path
+        self.results: list[tuple[int | str, int | None]] = []
+        self.timings: list[tuple[float, float, int | None]] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(clients)]
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=10) as client:
+            while not self._stop.is_set():
+                sent = time.monotonic()
+                try:
+                    response = client.post(self.path, json={"closes": [150.0] * 40})
+                    version = response.json().get("model", {}).get("version")
+                    self.results.append((response.status_code, version))
+                    self.timings.append((sent, time.monotonic(), version))
+                except httpx.HTTPError as exc:  # a refused or dropped connection is a failure
+                    self.results.append((repr(exc), None))
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def last_version(self) -> int | None:
+        return self.results[-1][1] if self.results else None

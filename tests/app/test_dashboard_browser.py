@@ -1,5 +1,5 @@
 """The dashboard in a real browser: Debian's headless Chromium, driven by Playwright, against a real
-uvicorn server serving the committed demo bundle (`models/fb-lstm`). Expectations come from the
+uvicorn server serving the committed demo store (`models/fb-lstm`, the default, and `models/aapl-lstm`). Expectations come from the
 bundle's own manifest and from the same server's API, never from numbers written here."""
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STORE = REPO_ROOT / "models"
 MODEL = "fb-lstm"
+OTHER_MODEL = "aapl-lstm"
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -63,7 +64,8 @@ def server(frontend_origin: str, tmp_path_factory: pytest.TempPathFactory) -> It
     """A real uvicorn process serving the committed demo bundle on a free loopback port."""
     env = {
         "MODEL_STORE_DIR": str(STORE),
-        "MODEL_NAME": MODEL,
+        "MODELS": "*",
+        "DEFAULT_MODEL": MODEL,
         "MODEL_VERSION": "latest",
         "PREDICTOR_BACKEND": "onnx",
         "MODEL_POLL_SECONDS": "0",
@@ -204,22 +206,22 @@ def test_first_open_shows_the_model_and_its_test_month(
     visit: Visit, server: str, demo_bundle: Bundle
 ) -> None:
     manifest = demo_bundle.manifest
-    evaluation, context = manifest["evaluation"], manifest["context"]
+    evaluation, context = manifest.evaluation, manifest.context
     page = visit.page
     visit.screenshot("dashboard-demo.png")
 
-    assert page.locator("#model-name").inner_text() == manifest["name"] == MODEL
-    assert page.locator("#model-version").inner_text() == f"v{manifest['version']}"
-    assert manifest["created_at"][:10] in page.locator("#model-created").inner_text()
-    expected = _expected_cells(manifest["metrics"]["model"], manifest["metrics"]["persistence"])
+    assert page.locator("#model-name").inner_text() == manifest.name == MODEL
+    assert page.locator("#model-version").inner_text() == f"v{manifest.version}"
+    assert manifest.created_at[:10] in page.locator("#model-created").inner_text()
+    expected = _expected_cells(manifest.metrics["model"], manifest.metrics["persistence"])
     assert visit.metric_cells("#metrics") == expected
     # The chart's own metrics are the server's /forecast of the demo CSV: the same numbers.
     assert visit.metric_cells("#forecast-metrics") == expected
 
-    # The demo's history is the manifest's context; the page can only draw what /model sends.
-    served = httpx.get(f"{server}/model").json()
-    assert served.get("context") == context, (
-        "GET /model must send the manifest's context (shared contract): the page draws it as "
+    # The demo's history is the manifest's context; the page can only draw what the API sends.
+    served = httpx.get(f"{server}/models/{MODEL}").json()
+    assert served.get("context") == context.to_json(), (
+        "GET /models/{name} must send the manifest's context (shared contract): it is drawn as "
         "the demo's history; app/routers/models.py leaves it out"
     )
     traces = visit.traces()
@@ -229,8 +231,8 @@ def test_first_open_shows_the_model_and_its_test_month(
     assert all(day.startswith("2020-01-") for day in predicted["x"])
     assert predicted["y"] == pytest.approx(evaluation["predicted"], rel=1e-6)
     # History (the last 40 training closes) then the 21 January closes.
-    assert actual["x"] == context["dates"] + evaluation["dates"]
-    assert actual["y"] == pytest.approx(context["closes"] + evaluation["actual"])
+    assert actual["x"] == context.dates + evaluation["dates"]
+    assert actual["y"] == pytest.approx(context.closes + evaluation["actual"])
     assert len(actual["x"]) == 61
     assert len(horizon["x"]) == HORIZON
     assert min(horizon["x"]) > evaluation["dates"][-1]
@@ -317,7 +319,7 @@ def test_the_form_shows_the_api_error_for_39_closes_and_the_answer_for_40(
     visit: Visit, server: str, demo_bundle: Bundle
 ) -> None:
     page = visit.page
-    closes = demo_bundle.manifest["context"]["closes"]
+    closes = demo_bundle.manifest.context.closes
 
     rejected = httpx.post(f"{server}/predict", json={"closes": closes[:39]})
     assert 400 <= rejected.status_code < 500
@@ -364,11 +366,15 @@ def test_a_separately_hosted_page_calls_the_api_named_by_the_query(
     visit.page.goto(f"{frontend}/?api={server}")
     visit.wait_for_demo()
     assert visit.page.locator("#model-name").inner_text() == demo_bundle.name
-    assert visit.traces()["predicted"]["x"] == demo_bundle.manifest["evaluation"]["dates"]
+    assert visit.traces()["predicted"]["x"] == demo_bundle.manifest.evaluation["dates"]
     # The page came from the static host, every API call went cross-origin to the server.
     assert visit.requests[0] == f"{frontend}/?api={server}"
     api_calls = [url for url in visit.requests if url.startswith(server)]
-    assert [url.split("?")[0] for url in api_calls] == [f"{server}/model", f"{server}/forecast"]
+    assert [url.split("?")[0] for url in api_calls] == [
+        f"{server}/models",
+        f"{server}/models/{MODEL}",
+        f"{server}/models/{MODEL}/forecast",
+    ]
     visit.assert_clean()
     context.close()
 
@@ -426,4 +432,62 @@ def test_the_served_intervals_are_drawn_as_bands_at_the_chosen_level(
     page.wait_for_selector("#predict-result[data-next-close]")
     result = page.locator("#predict-result").inner_text()
     assert "80% interval $" in result
+    visit.assert_clean()
+
+
+def _wait_for_model(visit: Visit, bundle: Bundle) -> None:
+    """Until the page shows `bundle` and has drawn its test month with the horizon."""
+    evaluation = bundle.manifest.evaluation
+    assert evaluation is not None
+    visit.page.wait_for_function(
+        """([name, first, horizon]) => {
+            const chart = document.getElementById("chart");
+            const traces = chart.data || [];
+            const predicted = traces.find((t) => t.uid === "predicted");
+            const ahead = traces.find((t) => t.uid === "horizon");
+            return document.getElementById("model-name").textContent === name
+                && predicted && predicted.x[0] === first && ahead && ahead.x.length === horizon;
+        }""",
+        arg=[bundle.name, evaluation["dates"][0], HORIZON],
+    )
+
+
+def test_switching_models_redraws_every_panel_for_the_chosen_one(
+    visit: Visit, server: str, demo_bundle: Bundle
+) -> None:
+    aapl = ModelStore(STORE).verify(OTHER_MODEL)
+    page = visit.page
+    options = page.locator("#model-select option")
+    assert options.all_inner_texts() == [
+        f"{MODEL} (v{demo_bundle.version})",
+        f"{OTHER_MODEL} (v{aapl.version})",
+    ]
+
+    page.select_option("#model-select", OTHER_MODEL)
+    _wait_for_model(visit, aapl)
+    visit.screenshot("dashboard-aapl.png")
+    evaluation = aapl.manifest.evaluation
+    assert evaluation is not None
+    assert all(day.startswith("2023-05-") for day in evaluation["dates"])
+    traces = visit.traces()
+    assert traces["predicted"]["x"] == evaluation["dates"]
+    assert traces["predicted"]["y"] == pytest.approx(evaluation["predicted"], rel=1e-6)
+    expected = _expected_cells(aapl.manifest.metrics["model"], aapl.manifest.metrics["persistence"])
+    assert visit.metric_cells("#metrics") == expected
+    assert visit.metric_cells("#forecast-metrics") == expected
+    assert page.locator("#model-version").inner_text() == f"v{aapl.version}"
+
+    # The form predicts with the chosen model: its own last closes, its own answer.
+    closes = aapl.manifest.context.closes
+    answer = httpx.post(f"{server}/models/{OTHER_MODEL}/predict", json={"closes": closes}).json()
+    page.fill("#closes", ", ".join(str(close) for close in closes))
+    page.click("#predict-btn")
+    page.wait_for_selector("#predict-result[data-next-close]")
+    shown = float(page.locator("#predict-result").get_attribute("data-next-close") or "nan")
+    assert shown == pytest.approx(answer["next_close"])
+    assert f"({OTHER_MODEL} v{aapl.version})" in page.locator("#predict-result").inner_text()
+
+    page.select_option("#model-select", MODEL)
+    _wait_for_model(visit, demo_bundle)
+    assert visit.traces()["predicted"]["x"] == demo_bundle.manifest.evaluation["dates"]  # type: ignore[index]
     visit.assert_clean()

@@ -31,7 +31,7 @@ def test_the_demo_bundle_is_served_by_default(demo: tuple[TestClient, dict[str, 
     client, manifest = demo
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["model"] == {"name": "fb-lstm", "version": manifest["version"]}
+    assert ready.json()["model"] == {"name": "fb-lstm", "version": manifest.version}
 
 
 def test_january_on_the_demo_bundle_reproduces_its_manifest(
@@ -44,10 +44,10 @@ def test_january_on_the_demo_bundle_reproduces_its_manifest(
     assert len(points) == 21
     assert (points[0]["date"], points[-1]["date"]) == ("2020-01-02", "2020-01-31")
     assert [p["actual"] for p in points] == parse_price_csv(january).values.tolist()
-    evaluation = manifest["evaluation"]
+    evaluation = manifest.evaluation
     assert isinstance(evaluation, dict)
     np.testing.assert_allclose([p["predicted"] for p in points], evaluation["predicted"], rtol=1e-6)
-    metrics = manifest["metrics"]
+    metrics = manifest.metrics
     assert isinstance(metrics, dict)
     assert body["metrics"]["rmse"] == pytest.approx(metrics["model"]["rmse"], rel=1e-6)
 
@@ -61,7 +61,7 @@ def test_the_demo_model_stays_sensible_at_ten_times_the_price_level_it_was_train
 ) -> None:
     # Issue 8: a scale-free (relative) model transfers to a price level it never saw.
     client, manifest = demo
-    scaler = manifest["scaler"]
+    scaler = manifest.encoding.to_json()
     assert isinstance(scaler, dict) and scaler["kind"] == "relative"
     original = (shared_data / "FB_training_data.csv").read_text().splitlines()
     header = original[0].split(",")

@@ -36,23 +36,19 @@ def test_january_alone_yields_the_training_modules_own_evaluation(
     dates = [point["date"] for point in points]
     assert len(points) == 21
     assert dates[0] == "2020-01-02" and dates[-1] == "2020-01-31"
-    assert dates == tiny_bundle.manifest["evaluation"]["dates"]
+    assert dates == tiny_bundle.manifest.evaluation["dates"]
     actual_closes = parse_price_csv(january).values
     assert [point["actual"] for point in points] == actual_closes.tolist()
     np.testing.assert_allclose(
         [point["predicted"] for point in points],
-        tiny_bundle.manifest["evaluation"]["predicted"],
+        tiny_bundle.manifest.evaluation["predicted"],
         rtol=1e-6,
     )
     metrics = body["metrics"]
     assert metrics["points"] == 21
-    assert metrics["rmse"] == pytest.approx(
-        tiny_bundle.manifest["metrics"]["model"]["rmse"], rel=1e-6
-    )
-    assert metrics["mae"] == pytest.approx(
-        tiny_bundle.manifest["metrics"]["model"]["mae"], rel=1e-6
-    )
-    persistence = tiny_bundle.manifest["metrics"]["persistence"]
+    assert metrics["rmse"] == pytest.approx(tiny_bundle.manifest.metrics["model"]["rmse"], rel=1e-6)
+    assert metrics["mae"] == pytest.approx(tiny_bundle.manifest.metrics["model"]["mae"], rel=1e-6)
+    persistence = tiny_bundle.manifest.metrics["persistence"]
     assert metrics["persistence_rmse"] == pytest.approx(persistence["rmse"], rel=1e-9)
     assert metrics["persistence_mape"] == pytest.approx(persistence["mape"], rel=1e-9)
     assert body["model"] == {"name": "tiny", "version": tiny_bundle.version}
@@ -125,7 +121,7 @@ def test_closes_outside_the_training_range_are_reported(
     minmax_client: TestClient, january: bytes, training_csv: bytes, tiny_minmax_bundle: Bundle
 ) -> None:
     client = minmax_client
-    scaler = tiny_minmax_bundle.manifest["scaler"]
+    scaler = tiny_minmax_bundle.manifest.encoding.to_json()
     above = int(np.sum(parse_price_csv(january).values > scaler["data_max"]))
     assert above > 0  # January 2020 went past FB's 2015-2019 high
     body = client.post("/forecast", content=january, headers=CSV).json()

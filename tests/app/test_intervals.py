@@ -10,6 +10,7 @@ the default kind (relative encoding, intervals calibrated by training) and is se
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,14 +20,14 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from model_store import Bundle, Intervals, ModelStore, conformal_quantiles, parse_price_csv
-from tests.app.support import PUBLISH_FILLS, app_settings, republish
+from tests.app.support import app_settings, republish
 
 CSV = {"content-type": "text/csv"}
 
 
 def january_residuals(bundle: Bundle) -> np.ndarray:
     """(actual - predicted) / last close of the bundle's January evaluation."""
-    evaluation = bundle.manifest["evaluation"]
+    evaluation = bundle.manifest.evaluation
     actual = np.array(evaluation["actual"])
     last_close = np.concatenate([bundle.context_closes[-1:], actual[:-1]])
     residuals: np.ndarray = (actual - np.array(evaluation["predicted"])) / last_close
@@ -52,10 +53,9 @@ def without_intervals(
     tiny_bundle: Bundle, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
     store = tmp_path_factory.mktemp("plain-store")
-    skip = {*PUBLISH_FILLS, "intervals"}
-    manifest = {k: v for k, v in tiny_bundle.manifest.items() if k not in skip}
-    files = {name: tiny_bundle.path / name for name in tiny_bundle.manifest["files"]}
-    assert ModelStore(store).publish("tiny", files, manifest).intervals is None
+    spec = dataclasses.replace(tiny_bundle.manifest, intervals=None)
+    files = {name: tiny_bundle.path / name for name in tiny_bundle.manifest.files}
+    assert ModelStore(store).publish("tiny", files, spec).intervals is None
     with TestClient(create_app(app_settings(store))) as client:
         yield client
 
@@ -211,7 +211,7 @@ def test_the_trained_relative_bundle_serves_its_own_intervals(
     client: TestClient, tiny_bundle: Bundle, last_2019_closes: list[float]
 ) -> None:
     intervals = tiny_bundle.intervals
-    assert tiny_bundle.manifest["scaler"]["kind"] == "relative" and intervals is not None
+    assert tiny_bundle.manifest.encoding.kind == "relative" and intervals is not None
     body = client.post("/predict?level=90", json={"closes": last_2019_closes}).json()
     lower, upper = intervals.bounds(body["next_close"], last_2019_closes[-1], 90)
     assert (body["lower"], body["upper"]) == pytest.approx((float(lower), float(upper)))

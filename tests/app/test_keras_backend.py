@@ -38,7 +38,7 @@ def test_keras_backend_matches_onnx_within_the_parity_tolerance(
     # The manifest's tolerance is on raw model outputs; in dollars it depends on the encoding
     # (divided by the MinMax scale; times the window's last close for a relative model). Both
     # decodings are linear in the output, so decoding the tolerance itself gives it per window.
-    raw_tolerance = tiny_bundle.manifest["parity"]["tolerance"]
+    raw_tolerance = tiny_bundle.manifest.parity["tolerance"]
     encoding = tiny_bundle.encoding
     for all_windows, onnx_values, keras_values in zip(
         (windows, january_windows), answers["onnx"], answers["keras"], strict=True

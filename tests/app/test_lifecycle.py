@@ -26,7 +26,7 @@ def wait_for(condition: Callable[[], bool], seconds: float = 20.0) -> None:
 
 
 def served_version(client: TestClient) -> int | None:
-    served: int | None = client.get("/models").json()["served"]
+    served: int | None = client.get("/models/tiny/status").json()["served"]
     return served
 
 
@@ -46,12 +46,17 @@ def test_a_tampered_bundle_is_refused_and_the_process_stays_alive(store_copy: Pa
         }
         predict = client.post("/predict", json={"closes": [150.0] * 40})
         assert predict.status_code == 503
-        models = client.get("/models").json()
+        models = client.get("/models/tiny/status").json()
         assert models["ready"] is False
         assert models["last_load_error"]["version"] == 1
         assert models["last_load_error"]["message"] == "tiny v1: sha256 mismatch for model.onnx"
         assert models["versions"] == [
-            {"version": 1, "served": False, "error": "tiny v1: sha256 mismatch for model.onnx"}
+            {
+                "version": 1,
+                "served": False,
+                "loaded": False,
+                "error": "tiny v1: sha256 mismatch for model.onnx",
+            }
         ]
         assert (
             'model_load_failures_total{name="tiny",version="1"} 1.0' in client.get("/metrics").text
@@ -164,4 +169,4 @@ def test_a_corrupt_version_is_refused_on_reload_and_the_old_one_keeps_serving(
         assert client.post("/predict", json={"closes": [150.0] * 40}).status_code == 200
         pin = client.post("/admin/pin", json={"version": corrupt}, headers=AUTH)
         assert pin.status_code == 409
-        assert client.get("/models").json()["pinned"] is None
+        assert client.get("/models/tiny/status").json()["pinned"] is None

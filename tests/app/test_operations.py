@@ -33,18 +33,21 @@ def test_model_returns_the_served_manifest(client: TestClient, tiny_bundle: Bund
     body = client.get("/model").json()
     manifest = tiny_bundle.manifest
     for key in ("name", "version", "created_at", "window", "feature", "metrics", "data", "scaler"):
-        assert body[key] == manifest[key]
-    assert body["data"]["train"]["sha256"] == manifest["data"]["train"]["sha256"]
+        assert body[key] == manifest.to_json()[key]
+    assert body["data"]["train"]["sha256"] == manifest.data["train"]["sha256"]
     assert body["evaluation"]["dates"][0] == "2020-01-02"
     assert body["backend"] == "onnx"
-    assert body["context"] == manifest["context"] and "files" not in body
+    assert body["context"] == manifest.context.to_json() and "files" not in body
 
 
 def test_models_lists_the_store_and_the_served_version(client: TestClient) -> None:
-    body = client.get("/models").json()
-    assert body["name"] == "tiny"
+    overview = client.get("/models").json()
+    assert overview["default_model"] == "tiny" and len(overview["models"]) == 1
+    body = overview["models"][0]
+    assert client.get("/models/tiny/status").json() == body
+    assert body["name"] == "tiny" and body["state"] == "serving" and body["loaded"] == [1]
     assert body["served"] == 1 and body["ready"] is True and body["pinned"] is None
-    assert body["versions"] == [{"version": 1, "served": True, "error": None}]
+    assert body["versions"] == [{"version": 1, "served": True, "loaded": True, "error": None}]
     assert body["last_load_error"] is None
 
 
@@ -60,9 +63,11 @@ def test_metrics_count_requests_predictions_and_the_served_version(tiny_store: P
     unmatched = (("method", "GET"), ("route", "unmatched"), ("status", "404"))
     assert values[("http_requests_total", unmatched)] == 1
     assert values[("http_request_duration_seconds_count", (("method", "POST"), route))] == 2
-    assert values[("predictions_total", (("endpoint", "predict"),))] == 3
+    labels = (("endpoint", "predict"), ("model", "tiny"), ("version", "1"))
+    assert values[("predictions_total", labels)] == 3
     assert values[("model_served_version", (("name", "tiny"),))] == 1
-    assert values[("model_ready", ())] == 1
+    assert values[("model_ready", (("name", "tiny"),))] == 1
+    assert values[("model_loaded_versions", (("name", "tiny"),))] == 1
 
 
 def test_two_apps_keep_separate_metrics(tiny_store: Path) -> None:
@@ -71,7 +76,7 @@ def test_two_apps_keep_separate_metrics(tiny_store: Path) -> None:
         TestClient(create_app(app_settings(tiny_store))) as second,
     ):
         first.post("/predict", json={"closes": [150.0] * 40})
-        key = ("predictions_total", (("endpoint", "predict"),))
+        key = ("predictions_total", (("endpoint", "predict"), ("model", "tiny"), ("version", "1")))
         assert samples(first.get("/metrics").text)[key] == 1
         assert key not in samples(second.get("/metrics").text)
 

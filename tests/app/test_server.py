@@ -4,9 +4,8 @@ bodies capped, and no TensorFlow library mapped into the serving process."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,56 +15,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.server import app_server
 from model_store import Bundle
-from tests.app.support import place_corrupt_version, republish
+from tests.app.support import Load, place_corrupt_version, republish, wait_for
 
 pytestmark = pytest.mark.slow
 
 MAX_BODY_BYTES = 100_000
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met in time")
-        time.sleep(0.05)
-
-
-class Load:
-    """Clients posting /predict back to back, recording (status, served version) per request and
-    when each request was sent and answered."""
-
-    def __init__(self, base: str, clients: int = 2):
-        self.base = base
-        self.results: list[tuple[int | str, int | None]] = []
-        self.timings: list[tuple[float, float, int | None]] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run) for _ in range(clients)]
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.base, timeout=10) as client:
-            while not self._stop.is_set():
-                sent = time.monotonic()
-                try:
-                    response = client.post("/predict", json={"closes": [150.0] * 40})
-                    version = response.json().get("model", {}).get("version")
-                    self.results.append((response.status_code, version))
-                    self.timings.append((sent, time.monotonic(), version))
-                except httpx.HTTPError as exc:  # a refused or dropped connection is a failure
-                    self.results.append((repr(exc), None))
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-
-    def last_version(self) -> int | None:
-        return self.results[-1][1] if self.results else None
 
 
 @pytest.fixture
@@ -105,7 +59,7 @@ def test_new_version_swaps_in_and_corrupt_one_is_refused_without_a_failed_reques
         seen_after_swap = len(load.results)
 
         corrupt = place_corrupt_version(tiny_bundle, store_copy)
-        models = lambda: httpx.get(f"{base}/models").json()  # noqa: E731
+        models = lambda: httpx.get(f"{base}/models/tiny/status").json()  # noqa: E731
         wait_for(lambda: models()["last_load_error"] is not None)
         time.sleep(1.0)  # several more polls: the corrupt version must stay refused
 
@@ -125,9 +79,13 @@ def test_new_version_swaps_in_and_corrupt_one_is_refused_without_a_failed_reques
     assert (
         status["last_load_error"]["message"] == f"tiny v{corrupt}: sha256 mismatch for model.onnx"
     )
-    assert {"version": corrupt, "served": False, "error": status["last_load_error"]["message"]} in (
-        status["versions"]
-    )
+    refused = {
+        "version": corrupt,
+        "served": False,
+        "loaded": False,
+        "error": status["last_load_error"]["message"],
+    }
+    assert refused in status["versions"]
     assert metric(base, "model_served_version", {"name": "tiny"}) == 2
     labels = {"name": "tiny", "version": str(corrupt)}
     assert metric(base, "model_load_failures_total", labels) == 1  # refused once, not every poll

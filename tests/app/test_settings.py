@@ -29,7 +29,9 @@ def test_defaults_serve_the_committed_demo_store() -> None:
     settings = Settings()
     assert settings.model_store_dir == DEFAULT_STORE_DIR == REPO_ROOT / "models"
     assert settings.model_name == "fb-lstm"
-    assert settings.model_version == "latest" and settings.pinned_version is None
+    assert settings.model_version == "latest" and settings.pinned_version("fb-lstm") is None
+    assert settings.models == [] and settings.default_model_name == "fb-lstm"
+    assert settings.model_versions == {} and settings.max_loaded_versions == 2
     assert settings.predictor_backend == "onnx"
     assert settings.model_poll_seconds == 0
     assert settings.admin_token is None
@@ -46,10 +48,17 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("MAX_BODY_BYTES", "1024")
     monkeypatch.setenv("CORS_ORIGINS", "http://localhost:5173, https://dash.example")
     monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("MODELS", "fb-lstm, aapl-lstm")
+    monkeypatch.setenv("MODEL_VERSIONS", "fb-lstm=1, msft-lstm=latest")
+    monkeypatch.setenv("MAX_LOADED_VERSIONS", "3")
     settings = Settings()
     assert settings.model_store_dir == tmp_path
     assert settings.model_name == "aapl-lstm"
-    assert settings.pinned_version == 3
+    assert settings.pinned_version("aapl-lstm") == 3  # MODEL_VERSION: the default model's
+    assert settings.default_model_name == "aapl-lstm" and not settings.serve_all
+    assert settings.models == ["fb-lstm", "aapl-lstm"]
+    assert settings.pinned_version("fb-lstm") == 1 and settings.pinned_version("msft-lstm") is None
+    assert settings.max_loaded_versions == 3
     assert settings.predictor_backend == "keras"
     assert settings.model_poll_seconds == 2.5
     assert settings.admin_token is not None and settings.admin_token.get_secret_value() == "s3cret"
@@ -80,6 +89,11 @@ def test_an_empty_admin_token_disables_admin(monkeypatch: pytest.MonkeyPatch) ->
         ("BODY_TIMEOUT_SECONDS", "0", "body_timeout_seconds"),
         ("MAX_HEADER_BYTES", "100", "max_header_bytes"),
         ("MAX_CONNECTIONS", "0", "max_connections"),
+        ("MODELS", "fb-lstm,../etc", "invalid model name '../etc'"),
+        ("DEFAULT_MODEL", "a b", "invalid model name 'a b'"),
+        ("MODEL_VERSIONS", "fb-lstm", "'fb-lstm' is not name=version"),
+        ("MODEL_VERSIONS", "fb-lstm=0", "invalid version '0'"),
+        ("MAX_LOADED_VERSIONS", "0", "max_loaded_versions"),
     ],
 )
 def test_bad_values_fail_with_the_variable_named(

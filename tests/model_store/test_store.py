@@ -43,7 +43,7 @@ def test_publish_numbers_versions_and_fills_the_manifest(tmp_path: Path) -> None
         "notes.txt",
     ]
     on_disk = json.loads((first.path / "manifest.json").read_text())
-    assert on_disk == first.manifest
+    assert on_disk == first.manifest.to_json()
     assert on_disk["name"] == "demo" and on_disk["version"] == 1 and on_disk["format_version"] == 1
     assert on_disk["files"] == {
         "model.onnx": hashlib.sha256(b"weights").hexdigest(),

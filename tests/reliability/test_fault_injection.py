@@ -24,7 +24,7 @@ import pytest
 from reliability_harness import BackgroundLoad
 
 from bench.server import REPO_ROOT, Server
-from model_store import MANIFEST, ModelStore
+from model_store import MANIFEST_FILE, ModelStore
 
 KILLER = Path(__file__).resolve().parent / "kill_on_staging.py"
 POLL = "0.2"  # MODEL_POLL_SECONDS: the server looks at the store five times a second
@@ -37,11 +37,11 @@ Corruption = Callable[[Path], None]
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / MANIFEST).read_text())
+    return json.loads((folder / MANIFEST_FILE).read_text())
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
 
 
 def rehash(folder: Path) -> None:
@@ -88,7 +88,7 @@ def garbage_onnx_with_valid_hash(folder: Path) -> None:
 
 
 def truncated_manifest(folder: Path) -> None:
-    path = folder / MANIFEST
+    path = folder / MANIFEST_FILE
     path.write_bytes(path.read_bytes()[:100])
 
 
@@ -152,7 +152,7 @@ def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 30.0) -
 
 
 def version_error(server: Server, version: int) -> str | None:
-    for entry in server.client.get("/models").json()["versions"]:
+    for entry in server.client.get("/models/tiny/status").json()["versions"]:
         if entry["version"] == version:
             return entry["error"]
     return None
@@ -189,7 +189,7 @@ def test_corrupt_versions_are_refused_and_a_good_one_swapped_in_under_load(
     report = load.report
     assert report.failures == 0, report.summary()
     assert set(report.versions) == {1, good}, report.summary()
-    status = server.client.get("/models").json()
+    status = server.client.get("/models/tiny/status").json()
     refused = [entry["version"] for entry in status["versions"] if entry["error"]]
     assert refused == list(range(2, good)), status
     assert "Traceback" not in server.log_text()
@@ -214,7 +214,7 @@ def test_the_keras_backend_loads_in_safe_mode_and_refuses_the_lambda_model(
 
 def store_error_status(server: Server, fragment: str) -> dict[str, Any] | None:
     """/models, once its `store_error` contains `fragment`."""
-    status: dict[str, Any] = server.client.get("/models").json()
+    status: dict[str, Any] = server.client.get("/models/tiny/status").json()
     return status if fragment in (status["store_error"] or "") else None
 
 
@@ -237,7 +237,7 @@ def test_a_deleted_store_leaves_the_loaded_model_serving_and_is_reported(
     # Put back, the store is read again and the error clears.
     shutil.copytree(tiny_store, private_store)
     wait_for(
-        lambda: server.client.get("/models").json()["store_error"] is None,
+        lambda: server.client.get("/models/tiny/status").json()["store_error"] is None,
         "the store error to clear once the folder is back",
     )
 
@@ -313,7 +313,7 @@ def test_a_publish_killed_midway_leaves_no_version_the_server_would_load(
                 store.verify(NAME, version)
             if delay_ms == 0:
                 assert versions == [1], "a version appeared although the publish was killed"
-            status = server.client.get("/models").json()
+            status = server.client.get("/models/tiny/status").json()
             assert [entry["version"] for entry in status["versions"]] == versions
             assert status["last_load_error"] is None, status
             assert server.served_version() in versions

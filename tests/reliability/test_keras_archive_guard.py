@@ -1,4 +1,4 @@
-"""The server's static check of model.keras (app/keras_archive.py), on the tiny bundle's genuine
+"""The server's static check of model.keras (model_store/keras_archive.py), on the tiny bundle's genuine
 archive and on archives edited to carry what a hostile or foreign bundle would."""
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.keras_archive import UnsafeModelError, check_keras_archive
-from model_store import Bundle
+from model_store import Bundle, UnsafeModelError, check_keras_archive
 
 
 def genuine_config(bundle: Bundle) -> tuple[dict[str, Any], dict[str, bytes]]:

@@ -73,7 +73,7 @@ def test_train_list_verify_and_tamper(
     out = trained.stdout.splitlines()
     assert out[0] == f"published cli-tiny v1 -> {store / 'cli-tiny' / '1'}"
     manifest = ModelStore(store).verify("cli-tiny").manifest
-    training, metrics = manifest["training"], manifest["metrics"]
+    training, metrics = manifest.training, manifest.metrics
     assert out[1] == (
         f"preset custom, relative encoding, 2 member(s), seeds [7, 8], "
         f"shrink {training['shrink']} (walk-forward)"
@@ -112,14 +112,14 @@ def test_train_list_verify_and_tamper(
         f"95% interval coverage: walk-forward {coverage['walk_forward']['95']:.1%} "
         f"(leave-one-fold-out), test {coverage['test']['95']:.1%}"
     )
-    assert training["seed"] == 7 and manifest["data"]["train"]["rows"] == 1258
+    assert training["seed"] == 7 and manifest.data["train"]["rows"] == 1258
 
     listed = run_cli("list", "--store", str(store))
     assert listed.returncode == 0
     assert listed.stdout.splitlines()[1].split() == [
         "cli-tiny",
         "1",
-        manifest["created_at"],
+        manifest.created_at,
         "custom",
         f"{metrics['model']['rmse']:.3f}",
         "4.248",
@@ -253,3 +253,46 @@ def test_null_rows_are_reported_as_warnings(
     assert len(loaded.series) == 1258
     assert caplog.messages == ["FB_with_null.csv: row 3 (2015-01-03): Close is null, skipped"]
     assert loaded.fingerprint()["rows"] == 1258
+
+
+@pytest.mark.parametrize(
+    ("test_from", "message"),
+    [
+        ("2023-13-01", "error: test-from must be a date (YYYY-MM-DD), got '2023-13-01'"),
+        ("2024-01-02", "error: AAPL_2022-01_2023-05.csv: no rows from 2024-01-02 to split off"),
+        ("2022-02-01", "error: AAPL_2022-01_2023-05.csv: 20 usable rows, need at least 41"),
+    ],
+)
+def test_a_bad_cut_date_exits_2_with_one_line(
+    shared_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    test_from: str,
+    message: str,
+) -> None:
+    argv = ["train", "--train-csv", str(shared_data / "AAPL_2022-01_2023-05.csv")]
+    argv += ["--test-from", test_from, "--store", str(tmp_path / "store"), "--name", "aapl"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(message)
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.slow
+def test_one_csv_cut_by_date_trains_before_and_tests_from_it(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    csv = shared_data / "AAPL_2022-01_2023-05.csv"
+    argv = ["train", "--train-csv", str(csv), "--test-from", "2023-05-01"]
+    argv += ["--store", str(tmp_path), "--name", "aapl", "--epochs", "1", "--units", "2"]
+    argv += ["--members", "1", "--walk-forward", "none"]
+    assert main(argv) == 0
+    manifest = ModelStore(tmp_path).verify("aapl").manifest
+    train, test = manifest.data["train"], manifest.data["test"]
+    assert train["file"] == test["file"] == csv.name and train["sha256"] == test["sha256"]
+    assert (train["first_date"], train["last_date"]) == ("2022-01-03", "2023-04-28")
+    assert (test["first_date"], test["last_date"], test["rows"]) == ("2023-05-01", "2023-05-31", 22)
+    assert manifest.context.dates[-1] == "2023-04-28"
+    assert manifest.evaluation is not None
+    assert all(day.startswith("2023-05-") for day in manifest.evaluation["dates"])
+    series = load_csv(csv, "Close").series
+    assert manifest.evaluation["actual"] == series.values[-22:].tolist()

@@ -77,7 +77,7 @@ def test_presets_declare_every_setting_and_the_manifest_records_the_model_ones()
 
 @pytest.mark.slow
 def test_the_manifest_records_the_settings_as_run(tiny_bundle: Bundle) -> None:
-    training = tiny_bundle.manifest["training"]
+    training = tiny_bundle.manifest.training
     assert set(training) == {
         "preset", "encoding", "epochs", "epochs_run", "batch_size", "units", "layers",
         "dropout", "optimizer", "learning_rate", "loss", "seed", "seeds", "members",

@@ -39,13 +39,13 @@ def test_default_preset_is_not_worse_than_persistence_in_january(
             shrink=training["shrink"],
         )
     )
-    metrics = bundle.manifest["metrics"]
+    metrics = bundle.manifest.metrics
     ratio = metrics["model"]["rmse"] / metrics["persistence"]["rmse"]
     print(
         f"default preset, shrink {training['shrink']}: January 2020 RMSE "
         f"{metrics['model']['rmse']:.4f} vs persistence {metrics['persistence']['rmse']:.4f}, "
         f"ratio {ratio:.4f}"
     )
-    assert bundle.manifest["training"]["preset"] == "default"
-    assert bundle.manifest["training"]["seeds"] == [0, 1, 2]
+    assert bundle.manifest.training["preset"] == "default"
+    assert bundle.manifest.training["seeds"] == [0, 1, 2]
     assert ratio <= 1.005

@@ -35,25 +35,25 @@ def test_every_version_verifies_and_latest_is_the_default_preset(
 ) -> None:
     assert ModelStore(STORE).versions("fb-lstm") == [1, 2]
     assert default_bundle.version == 2
-    training = default_bundle.manifest["training"]
+    training = default_bundle.manifest.training
     assert (training["preset"], training["encoding"], training["seeds"]) == (
         "default",
         "relative",
         [0, 1, 2],
     )
     assert training["shrink_source"] == "walk-forward"
-    assert tutorial_bundle.manifest["training"]["preset"] == "tutorial"
-    assert tutorial_bundle.manifest["scaler"]["kind"] == "minmax"
+    assert tutorial_bundle.manifest.training["preset"] == "tutorial"
+    assert tutorial_bundle.manifest.encoding.kind == "minmax"
 
 
 def test_january_2020_is_not_worse_than_persistence_recomputed_with_onnx_runtime(
     default_bundle: Bundle,
 ) -> None:
     manifest = default_bundle.manifest
-    assert manifest["metrics"]["model"]["ratio"] <= 1.0
-    evaluation = manifest["evaluation"]
+    assert manifest.metrics["model"]["ratio"] <= 1.0
+    evaluation = manifest.evaluation
     actual = np.array(evaluation["actual"])
-    history = np.array(manifest["context"]["closes"] + evaluation["actual"])
+    history = np.array(manifest.context.closes + evaluation["actual"])
     windows = np.lib.stride_tricks.sliding_window_view(history, 40)[: len(actual)]
     session = ort.InferenceSession(str(default_bundle.file("model.onnx")))
     encoding = default_bundle.encoding
@@ -68,8 +68,8 @@ def test_january_2020_is_not_worse_than_persistence_recomputed_with_onnx_runtime
 def test_walk_forward_is_reported_for_both_presets_and_intervals_cover(
     default_bundle: Bundle, tutorial_bundle: Bundle
 ) -> None:
-    default = default_bundle.manifest["metrics"]
-    tutorial = tutorial_bundle.manifest["metrics"]
+    default = default_bundle.manifest.metrics
+    tutorial = tutorial_bundle.manifest.metrics
     assert default["walk_forward"]["scheme"] == "monthly"
     assert len(default["walk_forward"]["folds"]) == 12
     assert tutorial["walk_forward"]["scheme"] == "quarterly"

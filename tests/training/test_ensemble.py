@@ -45,7 +45,7 @@ def test_ensemble_average_shrink_and_onnx_parity(shared_data: Path, tmp_path: Pa
     assert onnx.input_name == "window"
     assert check_parity(ensemble.predict(windows, verbose=0), run_onnx(onnx.path, windows)) <= 1e-4
     save_keras(ensemble, tmp_path / "model.keras")
-    from app.keras_archive import check_keras_archive
+    from model_store import check_keras_archive
 
     check_keras_archive((tmp_path / "model.keras").read_bytes(), "ensemble")
 

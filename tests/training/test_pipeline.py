@@ -20,15 +20,15 @@ pytestmark = pytest.mark.slow
 def test_tiny_bundle_is_complete_and_verifies(tiny_store: Path, tiny_bundle: Bundle) -> None:
     store = ModelStore(tiny_store)
     assert store.versions("tiny") == [1]
-    assert sorted(tiny_bundle.manifest["files"]) == ["model.keras", "model.onnx", "report.png"]
+    assert sorted(tiny_bundle.manifest.files) == ["model.keras", "model.onnx", "report.png"]
     assert store.verify("tiny", 1).manifest == tiny_bundle.manifest
     assert tiny_bundle.path.joinpath("report.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_manifest_records_the_run(tiny_bundle: Bundle, shared_data: Path) -> None:
     manifest = tiny_bundle.manifest
-    assert manifest["window"] == 40 and manifest["feature"] == "Close"
-    training = manifest["training"]
+    assert manifest.window == 40 and manifest.feature == "Close"
+    training = manifest.training
     assert training["preset"] == "custom"
     assert (training["epochs"], training["epochs_run"], training["units"], training["layers"]) == (
         1,
@@ -40,33 +40,33 @@ def test_manifest_records_the_run(tiny_bundle: Bundle, shared_data: Path) -> Non
     assert training["seed"] == 0 and np.isfinite(training["final_loss"])
     assert (training["encoding"], training["members"], training["seeds"]) == ("relative", 2, [0, 1])
     assert training["walk_forward"] == {"scheme": "monthly", "folds": 2}
-    assert manifest["scaler"] == {"kind": "relative", "factor": 100.0}
+    assert manifest.encoding.to_json() == {"kind": "relative", "factor": 100.0}
     train_file = shared_data / "FB_training_data.csv"
-    assert manifest["data"]["train"] == {
+    assert manifest.data["train"] == {
         "file": "FB_training_data.csv",
         "sha256": hashlib.sha256(train_file.read_bytes()).hexdigest(),
         "rows": 1258,
         "first_date": "2015-01-02",
         "last_date": "2019-12-31",
     }
-    assert manifest["data"]["test"]["rows"] == 21
-    assert manifest["data"]["test"]["first_date"] == "2020-01-02"
+    assert manifest.data["test"]["rows"] == 21
+    assert manifest.data["test"]["first_date"] == "2020-01-02"
     series = parse_price_csv(train_file.read_bytes())
-    assert manifest["context"]["dates"] == series.iso_dates()[-40:]
-    assert manifest["context"]["closes"] == series.values[-40:].tolist()
-    assert set(manifest["versions"]) >= {"python", "tensorflow", "keras", "onnxruntime", "tf2onnx"}
-    assert manifest["onnx"]["input"] == "window"
+    assert manifest.context.dates == series.iso_dates()[-40:]
+    assert manifest.context.closes == series.values[-40:].tolist()
+    assert set(manifest.versions) >= {"python", "tensorflow", "keras", "onnxruntime", "tf2onnx"}
+    assert manifest.onnx["input"] == "window"
 
 
 def test_persistence_rmse_on_january_2020_is_the_tutorials(tiny_bundle: Bundle) -> None:
-    assert round(tiny_bundle.manifest["metrics"]["persistence"]["rmse"], 3) == 4.248
+    assert round(tiny_bundle.manifest.metrics["persistence"]["rmse"], 3) == 4.248
 
 
 def test_metrics_are_what_onnx_runtime_serves(tiny_bundle: Bundle) -> None:
     """Recompute the test month from the bundle alone, the way the server does."""
     manifest = tiny_bundle.manifest
-    evaluation = manifest["evaluation"]
-    history = np.array(manifest["context"]["closes"] + evaluation["actual"])
+    evaluation = manifest.evaluation
+    history = np.array(manifest.context.closes + evaluation["actual"])
     windows = np.lib.stride_tricks.sliding_window_view(history, 40)[: len(evaluation["actual"])]
     encoding = tiny_bundle.encoding
     session = ort.InferenceSession(str(tiny_bundle.file("model.onnx")))
@@ -75,7 +75,7 @@ def test_metrics_are_what_onnx_runtime_serves(tiny_bundle: Bundle) -> None:
     np.testing.assert_array_equal(served, evaluation["predicted"])
     actual = np.array(evaluation["actual"])
     rmse = float(np.sqrt(np.mean((served - actual) ** 2)))
-    assert rmse == pytest.approx(manifest["metrics"]["model"]["rmse"], rel=1e-12)
+    assert rmse == pytest.approx(manifest.metrics["model"]["rmse"], rel=1e-12)
     np.testing.assert_array_equal(evaluation["persistence"], history[39:-1])
 
 
@@ -83,10 +83,10 @@ def test_parity_between_keras_and_onnx(tiny_bundle: Bundle) -> None:
     import keras
 
     manifest = tiny_bundle.manifest
-    assert manifest["parity"]["windows"] == 21
-    assert manifest["parity"]["tolerance"] == 1e-4
-    assert 0.0 <= manifest["parity"]["max_abs_diff"] <= 1e-4
-    history = np.array(manifest["context"]["closes"] + manifest["evaluation"]["actual"])
+    assert manifest.parity["windows"] == 21
+    assert manifest.parity["tolerance"] == 1e-4
+    assert 0.0 <= manifest.parity["max_abs_diff"] <= 1e-4
+    history = np.array(manifest.context.closes + manifest.evaluation["actual"])
     windows = np.lib.stride_tricks.sliding_window_view(history, 40)[:21]
     inputs = tiny_bundle.encoding.encode(windows)
     model = keras.saving.load_model(tiny_bundle.file("model.keras"))
@@ -113,8 +113,8 @@ def test_second_publish_is_version_two(shared_data: Path, tmp_path: Path) -> Non
     assert (first.version, second.version) == (1, 2)
     assert ModelStore(tmp_path).resolve("twice") == 2
     # Same seed, same data, same settings: the same predictions (op determinism is on).
-    assert first.manifest["evaluation"]["predicted"] == second.manifest["evaluation"]["predicted"]
-    assert first.manifest["training"]["final_loss"] == second.manifest["training"]["final_loss"]
+    assert first.manifest.evaluation["predicted"] == second.manifest.evaluation["predicted"]
+    assert first.manifest.training["final_loss"] == second.manifest.training["final_loss"]
 
 
 def test_bad_config_is_refused_before_training(shared_data: Path, tmp_path: Path) -> None:
@@ -206,11 +206,11 @@ def test_other_window_column_and_stacked_layers(shared_data: Path, tmp_path: Pat
         )
     )
     manifest = bundle.manifest
-    assert (manifest["window"], manifest["feature"]) == (10, "Open")
-    assert manifest["training"]["train_windows"] == 1248
-    assert manifest["context"]["closes"][-1] == 204.0  # FB Open on 2019-12-31
-    assert manifest["evaluation"]["actual"][0] == pytest.approx(206.75)  # Open on 2020-01-02
-    assert manifest["parity"]["windows"] == 21 and manifest["parity"]["max_abs_diff"] <= 1e-4
+    assert (manifest.window, manifest.feature) == (10, "Open")
+    assert manifest.training["train_windows"] == 1248
+    assert manifest.context.closes[-1] == 204.0  # FB Open on 2019-12-31
+    assert manifest.evaluation["actual"][0] == pytest.approx(206.75)  # Open on 2020-01-02
+    assert manifest.parity["windows"] == 21 and manifest.parity["max_abs_diff"] <= 1e-4
     model = keras.saving.load_model(bundle.file("model.keras"))
     lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
     assert [layer.return_sequences for layer in lstms] == [True, False]

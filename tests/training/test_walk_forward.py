@@ -83,7 +83,7 @@ def test_walk_forward_folds_and_baselines_are_recomputed_from_the_csv(
     tiny_bundle: Bundle, fb_training: tuple[np.ndarray, list[str]]
 ) -> None:
     closes, dates = fb_training
-    walk_forward = tiny_bundle.manifest["metrics"]["walk_forward"]
+    walk_forward = tiny_bundle.manifest.metrics["walk_forward"]
     assert walk_forward["scheme"] == "monthly"
     assert walk_forward["baselines"] == ["persistence", "drift", "moving_average"]
     folds = walk_forward["folds"]
@@ -122,7 +122,7 @@ def test_shrink_is_the_walk_forward_minimum_and_intervals_its_residuals(
 ) -> None:
     closes, dates = fb_training
     manifest = tiny_bundle.manifest
-    training, walk_forward = manifest["training"], manifest["metrics"]["walk_forward"]
+    training, walk_forward = manifest.training, manifest.metrics["walk_forward"]
     curve = {float(s): ratio for s, ratio in walk_forward["shrink_curve"].items()}
     assert sorted(curve) == list(SHRINKS) and training["shrink_source"] == "walk-forward"
     assert training["shrink"] == min(curve, key=lambda s: (curve[s], s))
@@ -141,7 +141,7 @@ def test_shrink_is_the_walk_forward_minimum_and_intervals_its_residuals(
     assert intervals.quantiles == conformal_quantiles(np.concatenate(residuals))
 
     # Held-out coverage: November judged by December's widths and vice versa.
-    coverage = manifest["metrics"]["intervals"]
+    coverage = manifest.metrics["intervals"]
     for level in (80, 95):
         inside = sum(
             int(np.sum(np.abs(held) <= conformal_quantiles(other)[level]))
@@ -149,14 +149,14 @@ def test_shrink_is_the_walk_forward_minimum_and_intervals_its_residuals(
         )
         assert coverage["walk_forward"][str(level)] == inside / 41
 
-    evaluation = manifest["evaluation"]
+    evaluation = manifest.evaluation
     actual = np.array(evaluation["actual"])
     inside_test = (np.array(evaluation["lower"]) <= actual) & (
         actual <= np.array(evaluation["upper"])
     )
     assert evaluation["level"] == 95
     assert coverage["test"]["95"] == float(np.mean(inside_test))
-    last = np.concatenate([[manifest["context"]["closes"][-1]], actual[:-1]])
+    last = np.concatenate([[manifest.context.closes[-1]], actual[:-1]])
     width = np.array(evaluation["upper"]) - np.array(evaluation["predicted"])
     np.testing.assert_allclose(width, intervals.quantiles[95] * last)
 
@@ -190,8 +190,8 @@ def test_presets_fill_unset_settings_and_explicit_ones_win(tmp_path: Path) -> No
 
 def test_the_minmax_bundle_without_walk_forward_says_so(tiny_minmax_bundle: Bundle) -> None:
     manifest = tiny_minmax_bundle.manifest
-    training = manifest["training"]
-    assert manifest["scaler"]["kind"] == "minmax"
+    training = manifest.training
+    assert manifest.encoding.kind == "minmax"
     assert (training["encoding"], training["sign_flip"], training["output_bias"]) == (
         "minmax",
         False,
@@ -199,8 +199,8 @@ def test_the_minmax_bundle_without_walk_forward_says_so(tiny_minmax_bundle: Bund
     )
     assert (training["shrink"], training["shrink_source"]) == (None, "not applicable")
     assert (training["seed"], training["members"], training["preset"]) == (42, 1, "custom")
-    assert manifest["metrics"]["walk_forward"] is None
-    assert manifest["metrics"]["intervals"]["walk_forward"] is None
-    intervals = Intervals.from_json(manifest["intervals"])
+    assert manifest.metrics["walk_forward"] is None
+    assert manifest.metrics["intervals"]["walk_forward"] is None
+    intervals = Intervals.from_json(manifest.intervals)
     assert intervals.source.startswith("in-sample: last 250 training windows")
     assert intervals.residuals == 250

@@ -14,11 +14,14 @@ import io
 import json
 import zipfile
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from model_store import Bundle, IntegrityError
+from model_store.errors import IntegrityError
+from model_store.manifest import KERAS_FILE
 
-KERAS_FILE = "model.keras"
+if TYPE_CHECKING:
+    from model_store.store import Bundle
+
 CONFIG_FILE = "config.json"
 # What training/model.py builds (a functional graph, members averaged; Sequential for bundles
 # from before the ensemble); anything else in a bundle did not come from our trainer.
@@ -90,5 +93,5 @@ def check_keras_archive(data: bytes, label: str) -> None:
 
 def check_bundle_keras(bundle: Bundle) -> None:
     """Inspect the bundle's model.keras (read with its sha256 checked), when it has one."""
-    if KERAS_FILE in bundle.manifest["files"]:
-        check_keras_archive(bundle.read_verified(KERAS_FILE), f"{bundle.name} v{bundle.version}")
+    if KERAS_FILE in bundle.manifest.files:
+        check_keras_archive(bundle.read_verified(KERAS_FILE), bundle.label)

@@ -1,0 +1,138 @@
+"""Prediction dispatch: the one place every predicting endpoint calls (window checks, batching
+across requests, worker threads for big batches, intervals, prediction counts)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from anyio import to_thread
+
+from app.batching import MicroBatcher
+from app.errors import InvalidInputError
+from app.forecast import Context, ForecastResult, forecast_series
+from app.forecast_body import check_row_count, forecast_json_pieces
+from app.metrics import ServiceMetrics
+from app.predictor import Predictor
+from model_store import parse_price_csv
+
+# With a fast (ONNX) runtime, up to this many windows run on the event loop: a thread hop would
+# cost more than the call (~0.1 ms a window). Bigger batches run in a worker thread so they never
+# stall the loop; single windows are batched across concurrent requests (app/batching.py).
+INLINE_WINDOWS = 64
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Next closes for a batch of windows, with their bounds (None without intervals)."""
+
+    closes: np.ndarray
+    lower: np.ndarray | None
+    upper: np.ndarray | None
+
+
+class PredictionService:
+    """Runs predictions for any endpoint on the predictor it resolved for the request."""
+
+    def __init__(self, batcher: MicroBatcher, metrics: ServiceMetrics):
+        self.batcher = batcher
+        self.metrics = metrics
+
+    @staticmethod
+    def check_lengths(
+        predictor: Predictor, windows: Sequence[Sequence[float]], single: bool
+    ) -> None:
+        """InvalidInputError naming the first window whose length is not the model's."""
+        for index, window in enumerate(windows):
+            if len(window) != predictor.window:
+                where, loc = (
+                    ("closes", ["body", "closes"])
+                    if single
+                    else (f"windows[{index}]", ["body", "windows", index])
+                )
+                raise InvalidInputError(
+                    f"{where} must hold {predictor.window} closes (got {len(window)})",
+                    detail=[{"loc": loc, "msg": "wrong window length", "type": "window_length"}],
+                )
+
+    async def predict(
+        self, predictor: Predictor, windows: np.ndarray, level: int, endpoint: str, single: bool
+    ) -> Prediction:
+        """Next closes and `level`% bounds for `windows` `(n, window)`: a lone window joins the
+        batch of concurrent requests, a big batch runs in a worker thread."""
+        inline = predictor.runtime.inline
+        if single and inline:
+            closes = np.array([await self.batcher.predict(predictor, windows[0])])
+        elif inline and len(windows) <= INLINE_WINDOWS:
+            closes = predictor.predict(windows)
+        else:
+            closes = await to_thread.run_sync(predictor.predict, windows)
+        self.metrics.predictions.labels(endpoint, predictor.name, predictor.version_label).inc(
+            len(closes)
+        )
+        if predictor.intervals is None:
+            return Prediction(closes, None, None)
+        lower, upper = predictor.intervals.bounds(closes, windows[:, -1], level)
+        return Prediction(closes, lower, upper)
+
+    async def forecast_body(
+        self,
+        predictor: Predictor,
+        data: bytes | str,
+        column: str | None,
+        horizon: int,
+        level: int,
+        max_rows: int,
+    ) -> list[bytes]:
+        """The forecast of a CSV as JSON body pieces: row cap, parsing, prediction and
+        serialisation all run off the loop (CPU-bound)."""
+        pieces, predictions = await to_thread.run_sync(
+            _forecast_body, predictor, data, column, horizon, level, max_rows
+        )
+        self.metrics.predictions.labels("forecast", predictor.name, predictor.version_label).inc(
+            predictions
+        )
+        return pieces
+
+
+def _forecast_body(
+    predictor: Predictor,
+    data: bytes | str,
+    column: str | None,
+    horizon: int,
+    level: int,
+    max_rows: int,
+) -> tuple[list[bytes], int]:
+    check_row_count(data, max_rows)
+    name, result = _forecast(predictor, data, column, horizon, level)
+    head = {
+        "model": {"name": predictor.name, "version": predictor.version},
+        "column": name,
+        "level": level,
+        "history": result.history,
+        "metrics": result.metrics,
+        "horizon": result.horizon,
+        "warnings": result.warnings,
+    }
+    return forecast_json_pieces(head, result), result.predictions_made
+
+
+def _forecast(
+    predictor: Predictor, data: bytes | str, column: str | None, horizon: int, level: int
+) -> tuple[str, ForecastResult]:
+    bundle = predictor.bundle
+    series = parse_price_csv(data, column or bundle.feature)
+    own_feature = series.column.lower() == bundle.feature.lower()
+    context = Context(bundle.context_dates, bundle.context_closes) if own_feature else None
+    result = forecast_series(
+        series,
+        predictor.predict,
+        predictor.window,
+        context,
+        horizon,
+        predictor.encoding.training_range,
+        predictor.intervals,
+        level,
+    )
+    return series.column, result

@@ -1,0 +1,1 @@
+"""One module per window encoding; `model_store.encoding` registers them by `kind`."""
