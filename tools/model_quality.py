@@ -37,7 +37,7 @@ def newest_by_preset(store: ModelStore, name: str) -> dict[str, int]:
     """The newest version of `name` trained with each preset."""
     found: dict[str, int] = {}
     for version in store.versions(name):
-        found[store.load(name, version).manifest["training"]["preset"]] = version
+        found[store.load(name, version).manifest.training["preset"]] = version
     return found
 
 
@@ -84,7 +84,7 @@ def quality_tables(store_dir: Path, name: str, data_dir: Path) -> str:
     versions = newest_by_preset(store, name)
     default, tutorial = versions["default"], versions["tutorial"]
     manifests: dict[str, dict[str, Any]] = {
-        preset: store.load(name, version).manifest for preset, version in versions.items()
+        preset: store.load(name, version).manifest.to_json() for preset, version in versions.items()
     }
     best, tut = manifests["default"], manifests["tutorial"]
     days = len(best["evaluation"]["dates"])
