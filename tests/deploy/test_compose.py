@@ -33,6 +33,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 PROJECT = "stock-lstm"
 POLL_SECONDS = 2
 ADMIN_TOKEN = "compose-test-token-0123456789abcdef"
+# The demo store baked into the image: its newest version is served first, training adds the next.
+DEMO_VERSIONS = sorted(int(path.name) for path in (REPO_ROOT / "models" / "fb-lstm").iterdir())
+DEMO_LATEST = DEMO_VERSIONS[-1]
+TRAINED = DEMO_LATEST + 1
 # Tiny training settings: the point is the publish -> hot-reload path, not the model.
 TRAIN = [
     "train", "--train-csv", "/data/FB_training_data.csv", "--test-csv", "/data/FB_test_data.csv",
@@ -170,10 +174,10 @@ def wait_version(url: str, expected: int, timeout: float) -> float:
 def test_up_seeds_the_volume_and_serves_the_demo_store(podman: Podman, compose: Compose) -> None:
     compose.ok("up", "--detach")
     wait_http(f"{compose.api_url}/readyz")
-    assert served_version(compose.api_url) == 2
+    assert served_version(compose.api_url) == DEMO_LATEST
     volume = podman.inspect("volume", f"{PROJECT}_models")
     store = Path(str(volume["Mountpoint"])) / "fb-lstm"
-    assert sorted(path.name for path in store.iterdir()) == ["1", "2"]
+    assert sorted(int(path.name) for path in store.iterdir()) == DEMO_VERSIONS
     for path in [store, *store.rglob("*")]:
         assert (path.stat().st_uid, path.stat().st_gid) == (10001, 10001), path
     api = podman.inspect("container", f"{PROJECT}-api-1")
@@ -190,9 +194,9 @@ def test_run_train_publishes_a_version_the_api_serves_without_restart(
 ) -> None:
     started = podman.inspect("container", f"{PROJECT}-api-1")["State"]
     compose.ok("run", "--rm", "--no-TTY", "train", *TRAIN, timeout=900)
-    wait_version(compose.api_url, 3, timeout=POLL_SECONDS * 5)
-    listing = httpx.get(f"{compose.api_url}/models", timeout=10).json()
-    assert [entry["version"] for entry in listing["versions"]] == [1, 2, 3]
+    wait_version(compose.api_url, TRAINED, timeout=POLL_SECONDS * 5)
+    listing = httpx.get(f"{compose.api_url}/models/fb-lstm/status", timeout=10).json()
+    assert [entry["version"] for entry in listing["versions"]] == [*DEMO_VERSIONS, TRAINED]
     still = podman.inspect("container", f"{PROJECT}-api-1")["State"]
     assert isinstance(started, dict) and isinstance(still, dict)
     assert still["StartedAt"] == started["StartedAt"], "the api was restarted"
@@ -208,19 +212,19 @@ def pin(url: str, version: int | str) -> httpx.Response:
 
 
 def test_admin_pin_rolls_back_then_follows_latest_again(compose: Compose) -> None:
-    assert pin(compose.api_url, 2).status_code == 200
-    assert served_version(compose.api_url) == 2
+    assert pin(compose.api_url, DEMO_LATEST).status_code == 200
+    assert served_version(compose.api_url) == DEMO_LATEST
     assert pin(compose.api_url, "latest").status_code == 200
-    assert served_version(compose.api_url) == 3
+    assert served_version(compose.api_url) == TRAINED
 
 
 def test_model_version_pins_durably_across_recreation(compose: Compose) -> None:
-    compose.ok("up", "--detach", MODEL_VERSION="2")
+    compose.ok("up", "--detach", MODEL_VERSION=str(DEMO_LATEST))
     wait_http(f"{compose.api_url}/readyz")
-    assert served_version(compose.api_url) == 2
+    assert served_version(compose.api_url) == DEMO_LATEST
     compose.ok("up", "--detach")
     wait_http(f"{compose.api_url}/readyz")
-    assert served_version(compose.api_url) == 3
+    assert served_version(compose.api_url) == TRAINED
 
 
 def upstreams(url: str, count: int) -> list[str]:
@@ -229,7 +233,7 @@ def upstreams(url: str, count: int) -> list[str]:
     for _ in range(count):
         response = httpx.get(f"{url}/model", timeout=30)
         assert response.status_code == 200, response.text
-        assert response.json()["version"] == 3
+        assert response.json()["version"] == TRAINED
         seen.append(response.headers["X-Upstream"])
     return seen
 
