@@ -20,7 +20,19 @@ from model_store.errors import (
     StoreNotFoundError,
     VersionNotFoundError,
 )
-from model_store.intervals import DEFAULT_LEVEL, LEVELS, Intervals, conformal_quantiles
+from model_store.intervals import (
+    DEFAULT_LEVEL,
+    LEVELS,
+    AdaptiveBands,
+    Intervals,
+    IntervalSpec,
+    ScaledIntervals,
+    ScaleOutput,
+    conformal_quantiles,
+    intervals_from_json,
+    score_quantile,
+    winkler_score,
+)
 from model_store.series import PriceSeries, parse_price_csv, validate_closes
 from model_store.store import LATEST, MANIFEST, Bundle, ModelStore, parse_version, validate_name
 from model_store.windows import prediction_windows, sliding_windows
@@ -30,8 +42,10 @@ __all__ = [
     "LATEST",
     "LEVELS",
     "MANIFEST",
+    "AdaptiveBands",
     "Bundle",
     "IntegrityError",
+    "IntervalSpec",
     "Intervals",
     "InvalidNameError",
     "InvalidVersionError",
@@ -42,16 +56,21 @@ __all__ = [
     "ModelStoreError",
     "PriceSeries",
     "RelativeEncoding",
+    "ScaleOutput",
+    "ScaledIntervals",
     "SeriesError",
     "StoreNotFoundError",
     "VersionNotFoundError",
     "WindowEncoding",
     "conformal_quantiles",
     "encoding_from_json",
+    "intervals_from_json",
     "parse_price_csv",
     "parse_version",
     "prediction_windows",
+    "score_quantile",
     "sliding_windows",
     "validate_closes",
     "validate_name",
+    "winkler_score",
 ]

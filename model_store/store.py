@@ -32,7 +32,7 @@ from model_store.errors import (
     StoreNotFoundError,
     VersionNotFoundError,
 )
-from model_store.intervals import Intervals
+from model_store.intervals import IntervalSpec, intervals_from_json
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -139,10 +139,10 @@ class Bundle:
         return encoding_from_json(self.manifest["scaler"])
 
     @property
-    def intervals(self) -> Intervals | None:
-        """Calibrated prediction intervals, or None for a bundle trained without them."""
-        spec = self.manifest.get("intervals")
-        return None if spec is None else Intervals.from_json(spec)
+    def intervals(self) -> IntervalSpec | None:
+        """Calibrated prediction intervals (fixed or scaled width), or None for a bundle trained
+        without them."""
+        return intervals_from_json(self.manifest.get("intervals"))
 
     @property
     def context_dates(self) -> np.ndarray:
