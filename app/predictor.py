@@ -7,13 +7,20 @@ its constructor, so the serving process never imports it unless PREDICTOR_BACKEN
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
 
 from app.errors import InvalidInputError
-from model_store import Bundle, Intervals, WindowEncoding
+from model_store import (
+    Bundle,
+    IntervalSpec,
+    ManifestError,
+    ScaledIntervals,
+    WindowEncoding,
+)
 
 ONNX_FILE = "model.onnx"
 KERAS_FILE = "model.keras"
@@ -106,6 +113,32 @@ def make_runtime(backend: str, bundle: Bundle) -> Runtime:
     return OnnxRuntime(bundle)
 
 
+@dataclass(frozen=True)
+class Predictions:
+    """Next closes `(n,)` and, for a bundle with a scale output, each window's predicted scale
+    of the next change as a share of its last close `(n,)` (else None)."""
+
+    closes: np.ndarray
+    scales: np.ndarray | None = None
+
+
+def interval_bounds(
+    intervals: IntervalSpec,
+    predictions: Predictions,
+    last_close: np.ndarray | float,
+    level: float,
+    steps_ahead: np.ndarray | int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`level`% bounds around `predictions` with either kind of interval."""
+    if isinstance(intervals, ScaledIntervals):
+        if predictions.scales is None:
+            raise ValueError("scaled intervals need the predicted scales")
+        return intervals.bounds(
+            predictions.closes, last_close, predictions.scales, level, steps_ahead
+        )
+    return intervals.bounds(predictions.closes, np.asarray(last_close), int(level), steps_ahead)
+
+
 class Predictor:
     """A bundle and its runtime: encodes windows with the bundle's scaler, runs, decodes."""
 
@@ -114,8 +147,11 @@ class Predictor:
         self.runtime = runtime
         self.encoding: WindowEncoding = bundle.encoding
         # Parsed once here: requests only look the level's width up.
-        self.intervals: Intervals | None = bundle.intervals
+        self.intervals: IntervalSpec | None = bundle.intervals
         self.window = bundle.window
+        self._scale = (
+            self.intervals.scale_output if isinstance(self.intervals, ScaledIntervals) else None
+        )
 
     @property
     def name(self) -> str:
@@ -129,24 +165,40 @@ class Predictor:
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         """Next closes (float64, shape `(n,)`) for windows of closes `(n, window)`, in one call."""
+        return self.forecast(windows).closes
+
+    def forecast(self, windows: np.ndarray) -> Predictions:
+        """Next closes and (with a scale output) their predicted scales, in one model call."""
         windows = np.asarray(windows, dtype=np.float64)
         if windows.ndim != 2 or windows.shape[1] != self.window:
             raise InvalidInputError(
                 f"each window must hold {self.window} closes (got shape {list(windows.shape)})"
             )
         if len(windows) == 0:
-            return np.empty((0,), dtype=np.float64)
+            empty = np.empty((0,), dtype=np.float64)
+            return Predictions(empty, None if self._scale is None else empty)
         with np.errstate(over="ignore", invalid="ignore"):
             inputs = self.encoding.encode(windows)
-        outputs = self.runtime.run(inputs)
-        closes = self.encoding.decode(outputs, windows)
+        outputs = np.asarray(self.runtime.run(inputs))
+        # The point forecast is column 0; a scaled bundle's graph adds its scale as column 1.
+        closes = self.encoding.decode(outputs[:, :1], windows)
+        scales = None
+        if self._scale is not None:
+            if outputs.ndim != 2 or outputs.shape[1] <= self._scale.index:
+                raise ManifestError(
+                    f"the intervals need the model's scale output (column {self._scale.index}), "
+                    f"but the model returns shape {list(outputs.shape)}"
+                )
+            scales = self._scale.relative_scale(outputs)
         bad = np.flatnonzero(~np.isfinite(closes))
+        if scales is not None:
+            bad = np.union1d(bad, np.flatnonzero(~np.isfinite(scales)))
         if len(bad):
             raise InvalidInputError(
                 f"window {int(bad[0])}: the model gives no finite prediction for these closes "
                 "(far outside the range it was trained on)"
             )
-        return closes
+        return Predictions(closes, scales)
 
     def warm_up(self) -> None:
         """One prediction on the bundle's own context, so the first request is not the slow one."""

@@ -183,7 +183,7 @@ class ScaledIntervals:
         return {level: float(score_quantile(self.scores, level)) for level in LEVELS}
 
     def half_width(
-        self, level: float | np.ndarray, scale: np.ndarray, last_close: np.ndarray
+        self, level: float | np.ndarray, scale: np.ndarray, last_close: np.ndarray | float
     ) -> np.ndarray:
         """Half-width in price units: the level's score quantile times scale times last close."""
         width: np.ndarray = (
@@ -196,7 +196,7 @@ class ScaledIntervals:
     def bounds(
         self,
         predicted: np.ndarray,
-        last_close: np.ndarray,
+        last_close: np.ndarray | float,
         scale: np.ndarray,
         level: float = DEFAULT_LEVEL,
         steps_ahead: np.ndarray | int = 1,

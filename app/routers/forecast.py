@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
 
 from app.dependencies import MetricsDep, PredictorDep, SettingsDep, media_type
-from app.errors import ApiError, UnsupportedMediaTypeError
+from app.errors import ApiError, InvalidInputError, UnsupportedMediaTypeError
 from app.forecast import Context, ForecastResult, forecast_series
 from app.predictor import Predictor
 from app.schemas import MAX_HORIZON, ErrorResponse, ForecastResponse, LevelQuery, ModelRef
@@ -75,6 +75,7 @@ def run_forecast(
     column: str | None,
     horizon: int,
     level: int,
+    adapt: bool = False,
 ) -> tuple[str, ForecastResult]:
     """Parse the CSV and forecast it with the served predictor (CPU-bound: runs off the loop)."""
     column = column or predictor.bundle.feature
@@ -89,13 +90,14 @@ def run_forecast(
     )
     result = forecast_series(
         series,
-        predictor.predict,
+        predictor.forecast,
         predictor.window,
         context,
         horizon,
         training_range,
         predictor.intervals,
         level,
+        adapt,
     )
     return series.column, result
 
@@ -125,6 +127,13 @@ async def forecast(
         int, Query(ge=0, le=MAX_HORIZON, description="Business days to forecast past the CSV.")
     ] = 0,
     level: LevelQuery = DEFAULT_LEVEL,
+    adapt: Annotated[
+        bool,
+        Query(
+            description="Adapt each point's level to the misses before it (adaptive conformal "
+            "inference); needs a bundle with adaptive intervals."
+        ),
+    ] = False,
 ) -> ForecastResponse:
     """Predict every CSV row whose `window` prior closes are known (one batched call), compare
     with the actual closes, and optionally extend `horizon` business days past the last row.
@@ -135,15 +144,27 @@ async def forecast(
     after) at a similar price (first close within 25% of the last training close) is predicted
     from the model's own last training closes; otherwise its first `window` rows come back as
     `history`. Every prediction has a `level`% interval (null without intervals) and
-    `metrics.coverage` is the share of actual closes inside their point's interval."""
+    `metrics.coverage` is the share of actual closes inside their point's interval,
+    `metrics.winkler` their mean interval score. With `adapt=true` each point's level moves
+    after every miss or hit before it, so coverage along the upload tracks `level`."""
+    if adapt and not (predictor.intervals is not None and predictor.intervals.adaptive):
+        raise InvalidInputError(
+            f"adapt=true needs a bundle with adaptive intervals; {predictor.name} "
+            f"v{predictor.version} has "
+            + ("none" if predictor.intervals is None else "fixed-width intervals"),
+            detail=[{"loc": ["query", "adapt"], "msg": "not supported", "type": "adapt"}],
+        )
     data = await read_csv_body(request, settings.max_body_bytes)
-    name, result = await to_thread.run_sync(run_forecast, data, predictor, column, horizon, level)
+    name, result = await to_thread.run_sync(
+        run_forecast, data, predictor, column, horizon, level, adapt
+    )
     metrics.predictions.labels("forecast").inc(result.predictions_made)
     return ForecastResponse.model_validate(
         {
             "model": ModelRef(name=predictor.name, version=predictor.version),
             "column": name,
             "level": level,
+            "adapt": adapt,
             "history": result.history,
             "points": result.points,
             "metrics": result.metrics,

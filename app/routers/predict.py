@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Depends
 
 from app.dependencies import BatcherDep, MetricsDep, PredictorDep, require_json
 from app.errors import InvalidInputError
-from app.predictor import Predictor
+from app.predictor import Predictions, Predictor, interval_bounds
 from app.schemas import (
     PREDICT_EXAMPLES,
     BatchPredictResponse,
@@ -30,26 +30,40 @@ router = APIRouter(tags=["predict"])
 INLINE_WINDOWS = 64
 
 
-def interval_bounds(
-    predictor: Predictor, closes: np.ndarray, windows: np.ndarray, level: int
+def bounds_of(
+    predictor: Predictor, predictions: Predictions, windows: np.ndarray, level: int
 ) -> tuple[list[float] | None, list[float] | None]:
     """`level`% bounds around each window's predicted close (one vectorised step after the
     prediction, so batching is untouched), or `(None, None)` for a bundle without intervals."""
     if predictor.intervals is None:
         return None, None
-    lower, upper = predictor.intervals.bounds(closes, windows[:, -1], level)
+    lower, upper = interval_bounds(predictor.intervals, predictions, windows[:, -1], level)
     return lower.tolist(), upper.tolist()
 
 
+def price_scales(predictions: Predictions, windows: np.ndarray) -> list[float] | None:
+    """Each window's predicted scale (standard deviation of the next close) in price units."""
+    if predictions.scales is None:
+        return None
+    scales: list[float] = (predictions.scales * windows[:, -1]).tolist()
+    return scales
+
+
 def single_response(
-    predictor: Predictor, closes: np.ndarray, windows: np.ndarray, level: int, model: ModelRef
+    predictor: Predictor,
+    predictions: Predictions,
+    windows: np.ndarray,
+    level: int,
+    model: ModelRef,
 ) -> PredictResponse:
-    """The answer for one window: its predicted close and interval."""
-    lower, upper = interval_bounds(predictor, closes, windows, level)
+    """The answer for one window: its predicted close, interval and scale."""
+    lower, upper = bounds_of(predictor, predictions, windows, level)
+    scales = price_scales(predictions, windows)
     return PredictResponse(
-        next_close=float(closes[0]),
+        next_close=float(predictions.closes[0]),
         lower=None if lower is None else lower[0],
         upper=None if upper is None else upper[0],
+        scale=None if scales is None else scales[0],
         level=level,
         model=model,
     )
@@ -76,7 +90,8 @@ async def predict(
     """Predict the next close after `closes` (one window), or after each of `windows` (a batch,
     one batched model call). Every window holds the served bundle's window length of finite,
     positive closes, oldest first. Each prediction comes with its `level`% interval
-    (`lower`, `upper`: split-conformal, calibrated by training; null without intervals)."""
+    (`lower`, `upper`: split-conformal, calibrated by training; null without intervals) and,
+    for a bundle with adaptive intervals, the predicted `scale` the interval is a multiple of."""
     single = body.closes is not None
     windows = [body.closes] if body.closes is not None else body.windows or []
     for index, window in enumerate(windows):
@@ -96,23 +111,31 @@ async def predict(
     model = ModelRef(name=predictor.name, version=predictor.version)
     if not windows:
         empty: list[float] | None = None if predictor.intervals is None else []
+        adaptive = predictor.intervals is not None and predictor.intervals.adaptive
+        no_scales: list[float] | None = [] if adaptive else None
         return BatchPredictResponse(
-            predictions=[], lower=empty, upper=empty, level=level, model=model
+            predictions=[], lower=empty, upper=empty, scales=no_scales, level=level, model=model
         )
     array = np.array(windows, dtype=np.float64)
     inline = predictor.runtime.inline
     if single and inline:
-        next_close = await batcher.predict(predictor, array[0])
+        next_close, scale = await batcher.forecast(predictor, array[0])
         metrics.predictions.labels("predict").inc()
-        return single_response(predictor, np.array([next_close]), array, level, model)
+        one = Predictions(np.array([next_close]), None if scale is None else np.array([scale]))
+        return single_response(predictor, one, array, level, model)
     if inline and len(array) <= INLINE_WINDOWS:
-        closes = predictor.predict(array)
+        predictions = predictor.forecast(array)
     else:
-        closes = await to_thread.run_sync(predictor.predict, array)
-    metrics.predictions.labels("predict").inc(len(closes))
+        predictions = await to_thread.run_sync(predictor.forecast, array)
+    metrics.predictions.labels("predict").inc(len(predictions.closes))
     if single:
-        return single_response(predictor, closes, array, level, model)
-    lower, upper = interval_bounds(predictor, closes, array, level)
+        return single_response(predictor, predictions, array, level, model)
+    lower, upper = bounds_of(predictor, predictions, array, level)
     return BatchPredictResponse(
-        predictions=closes.tolist(), lower=lower, upper=upper, level=level, model=model
+        predictions=predictions.closes.tolist(),
+        lower=lower,
+        upper=upper,
+        scales=price_scales(predictions, array),
+        level=level,
+        model=model,
     )
