@@ -20,6 +20,7 @@ from model_store import (
     ManifestError,
     ScaledIntervals,
     WindowEncoding,
+    interval_band,
 )
 
 ONNX_FILE = "model.onnx"
@@ -130,13 +131,9 @@ def interval_bounds(
     steps_ahead: np.ndarray | int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`level`% bounds around `predictions` with either kind of interval."""
-    if isinstance(intervals, ScaledIntervals):
-        if predictions.scales is None:
-            raise ValueError("scaled intervals need the predicted scales")
-        return intervals.bounds(
-            predictions.closes, last_close, predictions.scales, level, steps_ahead
-        )
-    return intervals.bounds(predictions.closes, np.asarray(last_close), int(level), steps_ahead)
+    return interval_band(
+        intervals, predictions.closes, last_close, predictions.scales, level, steps_ahead
+    )
 
 
 class Predictor:

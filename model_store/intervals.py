@@ -310,6 +310,23 @@ def intervals_from_json(spec: Any) -> IntervalSpec | None:
     )
 
 
+def interval_band(
+    intervals: IntervalSpec,
+    predicted: np.ndarray,
+    last_close: np.ndarray | float,
+    scales: np.ndarray | None,
+    level: float,
+    steps_ahead: np.ndarray | int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`level`% bounds with either kind of intervals (`scales`: the windows' predicted relative
+    scales, needed by scaled intervals, ignored by fixed ones)."""
+    if isinstance(intervals, ScaledIntervals):
+        if scales is None:
+            raise ValueError("scaled intervals need the predicted scales")
+        return intervals.bounds(predicted, last_close, scales, level, steps_ahead)
+    return intervals.bounds(predicted, np.asarray(last_close), int(level), steps_ahead)
+
+
 def winkler_score(
     lower: np.ndarray, upper: np.ndarray, actual: np.ndarray, level: float
 ) -> np.ndarray:
