@@ -59,11 +59,15 @@ train: dev-deps
 		--test-csv $(DATA)/FB_test_data.csv --store $(STORE) --name $(NAME) $(TRAIN_ARGS)
 
 # Rebuilds the committed demo store from scratch (replaces every version in models/$(NAME)):
-# v1 = the tutorial preset (seed 42), v2 = the default preset (seeds 0, 1, 2), so `latest` serves
-# the default and /admin/pin {"version": 1} rolls back to the tutorial. ~8 min on two cores.
+# v1 = the tutorial preset (seed 42), v2 = the default preset with fixed-width intervals (seeds
+# 0, 1, 2), v3 = the default preset (the same network plus its scale head and adaptive bands), so
+# `latest` serves the default and /admin/pin rolls back to v2 or the tutorial. ~15 min on two cores.
 demo-bundle: dev-deps
 	rm -rf $(STORE)/$(NAME)
 	$(BIN)/python -m training train --preset tutorial --seed 42 \
+		--train-csv $(DATA)/FB_training_data.csv --test-csv $(DATA)/FB_test_data.csv \
+		--store $(STORE) --name $(NAME)
+	$(BIN)/python -m training train --preset default --seed 0 --intervals fixed \
 		--train-csv $(DATA)/FB_training_data.csv --test-csv $(DATA)/FB_test_data.csv \
 		--store $(STORE) --name $(NAME)
 	$(BIN)/python -m training train --preset default --seed 0 \
@@ -71,6 +75,7 @@ demo-bundle: dev-deps
 		--store $(STORE) --name $(NAME)
 	$(BIN)/python -m training verify --store $(STORE) --name $(NAME) --version 1
 	$(BIN)/python -m training verify --store $(STORE) --name $(NAME) --version 2
+	$(BIN)/python -m training verify --store $(STORE) --name $(NAME) --version 3
 
 # Default (ONNX Runtime) backend against PREDICTOR_BACKEND=keras, side by side (~6 min; needs wrk,
 # installed from Debian when missing). Prints the table and writes bench/RESULTS.md.
