@@ -78,10 +78,12 @@ demo-bundle: dev-deps
 	$(BIN)/python -m training verify --store $(STORE) --name $(NAME) --version 3
 
 # Default (ONNX Runtime) backend against PREDICTOR_BACKEND=keras, side by side (~6 min; needs wrk,
-# installed from Debian when missing). Prints the table and writes bench/RESULTS.md.
+# installed from Debian when missing). Prints the table and writes bench/RESULTS.md. Then the
+# adaptive-band bundle against the fixed-width v2, alternating (~3 min): bench/INTERVALS.md.
 bench: dev-deps
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
 	$(BIN)/python -m bench --store $(STORE) --name $(NAME) --data $(DATA)
+	$(BIN)/python -m bench.intervals --store $(STORE) --name $(NAME) --data $(DATA)
 
 # Ten minutes of sustained load (wrk, 32 connections) on the demo bundle: zero errors, still
 # ready, RSS flat within 10%. Writes bench/SOAK.md. The test-sized run is part of `make test`.
