@@ -3,8 +3,8 @@ adaptive band holds its level in both halves, the fixed-width band calibrated on
 walk-forward does not.
 
 A tiny real model (one LSTM(4) member, one epoch, a scale head) is trained on a series whose
-daily volatility is 1 % and then 2 %, its walk-forward folds all in the 2 % stretch, as a model
-trained before a calm spell would be. The fixed-width twin is the same bundle with the fixed
+daily volatility is 1 % and then 2 %, its twelve quarterly walk-forward folds (about 750
+held-out days) all in the 2 % stretch, as a model trained before a calm spell would be. The fixed-width twin is the same bundle with the fixed
 widths `--intervals fixed` calibrates from the same walk-forward residuals (same seeds, same
 fold predictions), so the two differ only in how the band is sized.
 """
@@ -55,7 +55,8 @@ def regime_bundles(tmp_path_factory: pytest.TempPathFactory) -> tuple[Bundle, Bu
             epochs=1,
             units=4,
             members=1,
-            folds=36,
+            walk_forward="quarterly",
+            folds=12,
             shrink=0.0,
             scale_epochs=10,
         )
