@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     aapl_table = aapl_comparison(answers[adaptive.version]["95"], aapl, calibration, fb)
     lines = render(args, adaptive.version, fixed.version, manifest, fixed.manifest, comparison)
     lines += service_section(answers, fixed.version, adaptive.version, aapl_table)
+    lines += targets_section(answers, fixed.version, adaptive.version, manifest, comparison)
     args.output.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
@@ -229,6 +230,55 @@ def service_section(
         "GARCH fitted on FB 2015-2019 and filtered along AAPL):",
         "",
         *table(aapl),
+    ]
+
+
+def targets_section(
+    answers: dict[int, dict[str, Any]],
+    fixed: int,
+    adaptive: int,
+    manifest: dict[str, Any],
+    comparison: dict[str, Any],
+) -> list[str]:
+    """Each quality target against its measured value, met or not."""
+    aapl = {level: answers[adaptive][level]["metrics"] for level in ("80", "95")}
+    ratio = aapl["95"]["winkler"] / answers[fixed]["95"]["metrics"]["winkler"]
+    pooled = comparison["walk_forward"]["overall"]
+    model = pooled["model"]
+    checks = [
+        ("AAPL 80 % band holds 77-83 %", f"{100 * aapl['80']['coverage']:.1f} %",
+         0.77 <= aapl["80"]["coverage"] <= 0.83),
+        ("AAPL 95 % band holds 93-97 %", f"{100 * aapl['95']['coverage']:.1f} %",
+         0.93 <= aapl["95"]["coverage"] <= 0.97),
+        (f"AAPL Winkler 95 at most 0.85 of v{fixed}'s", f"{ratio:.3f}", ratio <= 0.85),
+    ]  # fmt: skip
+    for level in (80, 95):
+        coverage, volatile = model[f"coverage_{level}"], model[f"volatile_coverage_{level}"]
+        checks += [
+            (f"walk-forward {level} % coverage within 2 points", f"{100 * coverage:.1f} %",
+             abs(coverage - level / 100) <= 0.02),
+            (f"walk-forward {level} %, most volatile third within 4 points",
+             f"{100 * volatile:.1f} %", abs(volatile - level / 100) <= 0.04),
+            (f"walk-forward Winkler {level} at most EWMA's and GARCH's",
+             f"{model[f'winkler_{level}']:.2f} vs {pooled['ewma'][f'winkler_{level}']:.2f}, "
+             f"{pooled['garch'][f'winkler_{level}']:.2f}",
+             model[f"winkler_{level}"] <= min(pooled["ewma"][f"winkler_{level}"],
+                                               pooled["garch"][f"winkler_{level}"])),
+        ]  # fmt: skip
+    january = manifest["metrics"]["model"]["ratio"]
+    walk_forward = manifest["metrics"]["walk_forward"]["overall"]["model"]["ratio"]
+    checks += [
+        ("point forecast / persistence <= 1.00, January 2020", f"{january:.4f}", january <= 1.0),
+        ("point forecast / persistence <= 1.00, 2019 walk-forward", f"{walk_forward:.4f}",
+         walk_forward <= 1.0),
+    ]  # fmt: skip
+    return [
+        "",
+        "## Targets",
+        "",
+        "| target | measured | met |",
+        "| --- | --- | --- |",
+        *(f"| {name} | {value} | {'yes' if met else 'no'} |" for name, value, met in checks),
     ]
 
 
