@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fixed", default="2", help="version with fixed-width intervals")
     parser.add_argument("--adaptive", default="latest", help="version with adaptive bands")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="alternating rounds")
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("INTERVALS.md"))
     args = parser.parse_args(argv)
     store = ModelStore(args.store)
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-intervals-") as folder:
         scratch = Path(folder)
         script = load.write_wrk_script(scratch, work.single)
-        for round_index in range(ROUNDS):
+        for round_index in range(args.rounds):
             for kind, version in versions.items():
                 with Server(
                     backend="onnx",
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC} at commit {commit} on "
         f"{machine()['cpu']}, load average {load_at_start:.1f} at the "
         f"start. {args.name} v{versions['fixed']} (fixed width) and v{versions['adaptive']} "
-        f"(scale head, adaptive bands), ONNX Runtime, one uvicorn worker each, {ROUNDS} "
+        f"(scale head, adaptive bands), ONNX Runtime, one uvicorn worker each, {args.rounds} "
         f"alternating rounds, medians; sequential: {SEQUENTIAL_REQUESTS} single-window "
         f"/predict requests; wrk: {plan.wrk_seconds} s at {plan.wrk_connections} connections.",
         "",
