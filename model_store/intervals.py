@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -177,20 +178,19 @@ class ScaledIntervals:
         """How many held-out scores calibrate the widths."""
         return len(self.scores)
 
-    @property
+    @cached_property
     def quantiles(self) -> dict[int, float]:
-        """The score quantile per whole-percent level (a multiple of the predicted scale)."""
+        """The score quantile per whole-percent level (a multiple of the predicted scale); computed
+        once, so a request at a whole-percent level only looks its multiplier up."""
         return {level: float(score_quantile(self.scores, level)) for level in LEVELS}
 
     def half_width(
         self, level: float | np.ndarray, scale: np.ndarray, last_close: np.ndarray | float
     ) -> np.ndarray:
         """Half-width in price units: the level's score quantile times scale times last close."""
-        width: np.ndarray = (
-            score_quantile(self.scores, level)
-            * np.asarray(scale, dtype=np.float64)
-            * np.asarray(last_close, dtype=np.float64)
-        )
+        cached = self.quantiles.get(level) if isinstance(level, int) else None
+        multiplier = score_quantile(self.scores, level) if cached is None else cached
+        width: np.ndarray = multiplier * np.asarray(scale, dtype=np.float64) * last_close
         return width
 
     def bounds(
