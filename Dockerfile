@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# Two images from one file (README "Docker / Compose", docs/deployment.md):
+# Two images from one file (docs/deployment.md):
 #   docker build --target serve -t stock-lstm-service:serve .   FastAPI + ONNX Runtime, no TensorFlow
 #   docker build --target train -t stock-lstm-service:train .   TensorFlow, `python -m training`
 # tests/deploy/test_serve_image.py and test_compose.py build and run both images with podman;
@@ -61,7 +61,8 @@ EXPOSE 8000
 # No blank inside the code: podman 4.3's Docker API re-splits compose's copy of it on blanks.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "__import__('urllib.request').request.urlopen('http://127.0.0.1:8000/readyz',timeout=2)"]
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"]
+# The bounded protocol adds the request-head deadline, head size cap and connection cap (docs/limits.md).
+CMD ["uvicorn", "app.main:app", "--http", "app.http_protocol:BoundedHttpToolsProtocol", "--host", "0.0.0.0", "--port", "8000"]
 
 FROM base AS train
 LABEL org.opencontainers.image.title="stock-lstm-service-train" \

@@ -3,7 +3,7 @@
 glibc keeps freed blocks in its arenas (up to eight per core, one per thread that allocated),
 so without this the resident size stays near the burst's peak: fewer arenas
 (`mallopt(M_ARENA_MAX)`, like MALLOC_ARENA_MAX) fragment less, and `malloc_trim(0)` returns
-every arena's free pages. Measurements: docs/decisions/bounded-resources.md.
+every arena's free pages. Measurements: docs/decisions/0015-bounded-resources.md.
 """
 
 from __future__ import annotations

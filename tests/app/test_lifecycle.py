@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,18 +9,10 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from model_store import Bundle
-from tests.app.support import app_settings, place_corrupt_version, republish
+from tests.app.support import app_settings, place_corrupt_version, republish, wait_for
 
 TOKEN = "test-admin-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met in time")
-        time.sleep(0.05)
 
 
 def served_version(client: TestClient) -> int | None:

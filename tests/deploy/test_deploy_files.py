@@ -2,7 +2,7 @@
 what the docs promise.
 
 Linted by hadolint and validated by the real Compose v2 binary (no Docker engine needed), then
-read back to check the promises the README makes about the images and the compose services.
+read back to check the promises docs/deployment.md makes about the images and the compose services.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 from deploy_spec import REPO_ROOT
-from engine import Podman, free_port, wait_http
+from engine import Podman, wait_http
+
+from bench.server import free_port
 
 # The first test's setup builds the images it needs (cold: several minutes each on two cores).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
