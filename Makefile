@@ -80,13 +80,17 @@ train: dev-deps
 	$(BIN)/python -m training train --preset $(PRESET) --train-csv $(DATA)/FB_training_data.csv \
 		--test-csv $(DATA)/FB_test_data.csv --store $(STORE) --name $(NAME) $(TRAIN_ARGS)
 
-# Rebuilds the committed demo store from scratch: models/$(NAME) (replaces every version) with
-# v1 = the tutorial preset (seed 42), v2 = the default preset (seeds 0, 1, 2), so `latest` serves
-# the default and /admin/pin {"version": 1} rolls back to the tutorial (~8 min on two cores);
+# Rebuilds the committed demo store from scratch (replaces every version in models/$(NAME)):
+# v1 = the tutorial preset (seed 42), v2 = the default preset with fixed-width intervals (seeds
+# 0, 1, 2), v3 = the default preset (the same network plus its scale head and adaptive bands), so
+# `latest` serves the default and /admin/pin rolls back to v2 or the tutorial. ~15 min on two cores;
 # then demo-aapl.
 demo-bundle: dev-deps demo-aapl
 	rm -rf $(STORE)/$(NAME)
 	$(BIN)/python -m training train --preset tutorial --seed 42 \
+		--train-csv $(DATA)/FB_training_data.csv --test-csv $(DATA)/FB_test_data.csv \
+		--store $(STORE) --name $(NAME)
+	$(BIN)/python -m training train --preset default --seed 0 --intervals fixed \
 		--train-csv $(DATA)/FB_training_data.csv --test-csv $(DATA)/FB_test_data.csv \
 		--store $(STORE) --name $(NAME)
 	$(BIN)/python -m training train --preset default --seed 0 \
@@ -94,6 +98,7 @@ demo-bundle: dev-deps demo-aapl
 		--store $(STORE) --name $(NAME)
 	$(BIN)/python -m training verify --store $(STORE) --name $(NAME) --version 1
 	$(BIN)/python -m training verify --store $(STORE) --name $(NAME) --version 2
+	$(BIN)/python -m training verify --store $(STORE) --name $(NAME) --version 3
 
 # Rewrites the tables of docs/model-quality.md from the demo store's manifests (and its models
 # run on the price files); tests/test_docs.py fails when they are out of date.
@@ -109,11 +114,13 @@ demo-aapl: dev-deps
 	$(BIN)/python -m training verify --store $(STORE) --name aapl-lstm --version 1
 
 # Default (ONNX Runtime) backend against PREDICTOR_BACKEND=keras, side by side (~6 min; needs wrk,
-# installed from Debian when missing). Prints the table and writes bench/RESULTS.md; then
+# installed from Debian when missing). Prints the table and writes bench/RESULTS.md. Then the
+# adaptive-band bundle against the fixed-width v2, alternating (~3 min): bench/INTERVALS.md; then
 # bench-models.
 bench: dev-deps bench-models
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
 	$(BIN)/python -m bench --store $(STORE) --name $(NAME) --data $(DATA)
+	$(BIN)/python -m bench.intervals --store $(STORE) --name $(NAME) --data $(DATA)
 
 # The default model's /predict against the code of BENCH_REF (default main) side by side, RSS with
 # one and with every model of the store, and the Open Inference Protocol's infer path (~2 min).

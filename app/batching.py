@@ -14,6 +14,9 @@ import numpy as np
 
 from app.predictor import Predictor
 
+# One window's answer: its next close and its predicted relative scale (None without one).
+Forecast = tuple[float, float | None]
+
 DEFAULT_MAX_BATCH = 64
 
 
@@ -41,13 +44,17 @@ class MicroBatcher:
     ):
         self.max_batch = max_batch
         self._on_batch = on_batch  # told the size of every model call (the metrics histogram)
-        self._pending: list[tuple[Predictor, np.ndarray, asyncio.Future[float]]] = []
+        self._pending: list[tuple[Predictor, np.ndarray, asyncio.Future[Forecast]]] = []
         self._scheduled = False
 
     async def predict(self, predictor: Predictor, window: np.ndarray) -> float:
         """The next close after one window (shape `(window,)`), computed in a shared batch."""
+        return (await self.forecast(predictor, window))[0]
+
+    async def forecast(self, predictor: Predictor, window: np.ndarray) -> Forecast:
+        """The next close after one window and its predicted scale, computed in a shared batch."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[float] = loop.create_future()
+        future: asyncio.Future[Forecast] = loop.create_future()
         self._pending.append((predictor, window, future))
         if len(self._pending) >= self.max_batch:
             self._flush()
@@ -59,31 +66,38 @@ class MicroBatcher:
     def _flush(self) -> None:
         self._scheduled = False
         pending, self._pending = self._pending, []
-        groups: dict[Predictor, list[tuple[np.ndarray, asyncio.Future[float]]]] = {}
+        groups: dict[Predictor, list[tuple[np.ndarray, asyncio.Future[Forecast]]]] = {}
         for predictor, window, future in pending:
             groups.setdefault(predictor, []).append((window, future))
         for predictor, items in groups.items():
             if self._on_batch is not None:
                 self._on_batch(len(items))
             try:
-                closes = predictor.predict(np.stack([window for window, _ in items]))
+                predictions = predictor.forecast(np.stack([window for window, _ in items]))
             except Exception:
                 # One bad window (no finite prediction) must fail only its own request, with the
                 # message it would get alone: predict each window of this batch by itself.
                 for window, future in items:
                     _settle_alone(predictor, window, future)
                 continue
-            for (_, future), close in zip(items, closes, strict=True):
+            scales = predictions.scales
+            for index, (_, future) in enumerate(items):
                 if not future.done():  # the client may have gone away meanwhile
-                    future.set_result(float(close))
+                    future.set_result(_answer(predictions.closes, scales, index))
 
 
-def _settle_alone(predictor: Predictor, window: np.ndarray, future: asyncio.Future[float]) -> None:
+def _answer(closes: np.ndarray, scales: np.ndarray | None, index: int) -> Forecast:
+    return float(closes[index]), None if scales is None else float(scales[index])
+
+
+def _settle_alone(
+    predictor: Predictor, window: np.ndarray, future: asyncio.Future[Forecast]
+) -> None:
     if future.done():
         return
     try:
-        close = float(predictor.predict(window[np.newaxis, :])[0])
+        predictions = predictor.forecast(window[np.newaxis, :])
     except Exception as exc:
         future.set_exception(exc)
     else:
-        future.set_result(close)
+        future.set_result(_answer(predictions.closes, predictions.scales, 0))

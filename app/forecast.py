@@ -12,7 +12,19 @@ from typing import Any
 
 import numpy as np
 
-from model_store import DEFAULT_LEVEL, Intervals, PriceSeries, SeriesError, prediction_windows
+from app.predictor import Predictions, interval_bounds
+from model_store import (
+    DEFAULT_LEVEL,
+    IntervalSpec,
+    PriceSeries,
+    ScaledIntervals,
+    SeriesError,
+    prediction_windows,
+    winkler_score,
+)
+
+Predict = Callable[[np.ndarray], Predictions]
+Bounds = tuple[np.ndarray, np.ndarray]
 
 # A CSV "starts right after" the context when at most this many weekdays lie between the
 # context's last date and the CSV's first (exchange holidays such as New Year's Day).
@@ -45,6 +57,7 @@ class ForecastResult:
     horizon: list[dict[str, Any]]
     history: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    scales: np.ndarray | None = None  # the points' predicted scales in price units
 
     @property
     def point_count(self) -> int:
@@ -63,7 +76,7 @@ class ForecastResult:
         lowers, uppers = _bound_lists(
             None if self.bounds is None else (self.bounds[0][span], self.bounds[1][span]), count
         )
-        return [
+        rows = [
             {"date": day, "actual": a, "predicted": p, "lower": lo, "upper": up}
             for day, a, p, lo, up in zip(
                 self.point_dates[span].astype(str).tolist(),
@@ -74,6 +87,10 @@ class ForecastResult:
                 strict=True,
             )
         ]
+        if self.scales is not None:
+            for row, scale in zip(rows, self.scales[span].tolist(), strict=True):
+                row["scale"] = scale
+        return rows
 
     @property
     def points(self) -> list[dict[str, Any]]:
@@ -129,20 +146,23 @@ def _metrics(
     predicted: np.ndarray,
     persistence: np.ndarray,
     actual: np.ndarray,
-    bounds: tuple[np.ndarray, np.ndarray] | None,
+    bounds: Bounds | None,
+    level: int,
 ) -> dict[str, Any]:
     if len(actual) == 0:
         keys = (
             "rmse", "mae", "mape", "persistence_rmse", "persistence_mae", "persistence_mape",
-            "coverage",
+            "coverage", "winkler", "mean_width",
         )  # fmt: skip
         return {"points": 0, **dict.fromkeys(keys)}
     rmse, mae, mape = _errors(predicted, actual)
     p_rmse, p_mae, p_mape = _errors(persistence, actual)
-    coverage = None
+    coverage = winkler = mean_width = None
     if bounds is not None:
         lower, upper = bounds
         coverage = float(np.mean((lower <= actual) & (actual <= upper)))
+        winkler = float(np.mean(winkler_score(lower, upper, actual, level)))
+        mean_width = float(np.mean(upper - lower))
     return {
         "points": len(actual),
         "rmse": rmse,
@@ -152,11 +172,13 @@ def _metrics(
         "persistence_mae": p_mae,
         "persistence_mape": p_mape,
         "coverage": coverage,
+        "winkler": winkler,
+        "mean_width": mean_width,
     }
 
 
 def _bound_lists(
-    bounds: tuple[np.ndarray, np.ndarray] | None, count: int
+    bounds: Bounds | None, count: int
 ) -> tuple[list[float | None], list[float | None]]:
     """Plain floats for the response, or `None`s when the bundle has no intervals."""
     if bounds is None:
@@ -193,24 +215,57 @@ def horizon_dates(last_date: np.datetime64, horizon: int) -> np.ndarray:
     return np.busday_offset(last_date, np.arange(1, horizon + 1), roll="backward")
 
 
+def _point_bounds(
+    intervals: IntervalSpec | None,
+    predictions: Predictions,
+    last_close: np.ndarray,
+    actual: np.ndarray,
+    level: int,
+    adapt: bool,
+) -> tuple[Bounds | None, float | None]:
+    """The points' bounds and, when adapting, the level reached after the last point."""
+    if intervals is None:
+        return None, None
+    if adapt and isinstance(intervals, ScaledIntervals) and predictions.scales is not None:
+        adapted = intervals.adaptive_bounds(
+            predictions.closes, last_close, predictions.scales, actual, level
+        )
+        return (adapted.lower, adapted.upper), adapted.next_level
+    return interval_bounds(intervals, predictions, last_close, level), None
+
+
+def _recursive_horizon(
+    predict: Predict, closes: np.ndarray, first: float, horizon: int
+) -> list[float]:
+    """`horizon` closes, each predicted from a window ending in the predictions before it."""
+    steps = [first]
+    recent = closes
+    while len(steps) < horizon:
+        recent = np.append(recent[1:], steps[-1])
+        steps.append(float(predict(recent[np.newaxis, :]).closes[0]))
+    return steps
+
+
 def forecast_series(
     series: PriceSeries,
-    predict: Callable[[np.ndarray], np.ndarray],
+    predict: Predict,
     window: int,
     context: Context | None,
     horizon: int = 0,
     training_range: tuple[float, float] | None = None,
-    intervals: Intervals | None = None,
+    intervals: IntervalSpec | None = None,
     level: int = DEFAULT_LEVEL,
+    adapt: bool = False,
 ) -> ForecastResult:
     """One-step predictions for every row with `window` known closes before it, in one batched
     call, then `horizon` business days past the last row, each fed the predictions before it.
 
     `context` (the bundle's last training closes, only for the bundle's own feature) is put in
     front when the series starts right after it at a similar price. With `intervals`, every
-    prediction gets `level`% bounds: a point's around its window's last close, horizon day k's
-    around the last actual close, widened for k steps. Raises SeriesError when nothing is
-    predictable.
+    prediction gets `level`% bounds: a point's around its window's last close (scaled by its
+    window's predicted scale for adaptive intervals; with `adapt`, at a level that adapts to
+    the misses before it), horizon day k's around the last actual close, widened by sqrt(k).
+    Raises SeriesError when nothing is predictable.
     """
     warnings = list(series.warnings)
     prefix = _context_prefix(context, series, window, warnings)
@@ -227,7 +282,8 @@ def forecast_series(
         )
 
     windows = prediction_windows(closes, window)
-    predicted = predict(windows)  # the last window predicts the day after the series
+    predictions = predict(windows)  # the last window predicts the day after the series
+    predicted, scales = predictions.closes, predictions.scales
     count = len(windows) - 1
     actual = closes[window:]
     persistence = windows[:count, -1]
@@ -236,24 +292,27 @@ def forecast_series(
         {"date": str(day), "actual": float(a)}
         for day, a in zip(series.dates[:first_point], series.values[:first_point], strict=True)
     ]
-    point_bounds = (
-        None if intervals is None else intervals.bounds(predicted[:count], persistence, level)
+    points_only = Predictions(predicted[:count], None if scales is None else scales[:count])
+    point_bounds, next_level = _point_bounds(
+        intervals, points_only, persistence, actual, level, adapt
     )
     steps: list[float] = []
+    horizon_bounds = None
     if horizon:
-        steps.append(float(predicted[-1]))
-        recent = closes[-window:]
-        while len(steps) < horizon:
-            recent = np.append(recent[1:], steps[-1])
-            steps.append(float(predict(recent[np.newaxis, :])[0]))
+        steps = _recursive_horizon(predict, closes[-window:], float(predicted[-1]), horizon)
         warnings.append(
             "horizon points are predicted from earlier predictions, so their error compounds"
         )
-    horizon_bounds = (
-        None
-        if intervals is None
-        else intervals.bounds(np.array(steps), closes[-1], level, np.arange(1, horizon + 1))
-    )
+        if intervals is not None:
+            # Every day is scaled from the last actual window: later windows hold predictions.
+            last_scale = None if scales is None else np.full(horizon, scales[-1])
+            horizon_bounds = interval_bounds(
+                intervals,
+                Predictions(np.array(steps), last_scale),
+                closes[-1],
+                level if next_level is None else next_level,
+                np.arange(1, horizon + 1),
+            )
     lowers, uppers = _bound_lists(horizon_bounds, horizon)
     future = [
         {"date": str(day), "predicted": value, "lower": lo, "upper": up}
@@ -262,7 +321,8 @@ def forecast_series(
         )
     ]
     warnings.extend(range_warnings(series.values, training_range))
-    metrics = _metrics(predicted[:count], persistence, actual, point_bounds)
+    metrics = _metrics(predicted[:count], persistence, actual, point_bounds, level)
+    metrics["adapted_level"] = next_level
     return ForecastResult(
         series.dates[first_point:],
         actual,
@@ -272,4 +332,5 @@ def forecast_series(
         future,
         history,
         warnings,
+        None if scales is None else scales[:count] * persistence,
     )

@@ -7,13 +7,23 @@ its constructor, so the serving process never imports it unless PREDICTOR_BACKEN
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
 
 from app.errors import InvalidInputError
-from model_store import KERAS_FILE, ONNX_FILE, Bundle, Intervals, WindowEncoding
+from model_store import (
+    KERAS_FILE,
+    ONNX_FILE,
+    Bundle,
+    IntervalSpec,
+    ManifestError,
+    ScaledIntervals,
+    WindowEncoding,
+    interval_band,
+)
 
 # Big batches run through ONNX Runtime this many windows at a time: its memory arena keeps the
 # largest buffers it ever needed, so chunks bound the memory
@@ -107,6 +117,28 @@ def make_runtime(backend: str, bundle: Bundle) -> Runtime:
     return OnnxRuntime(bundle)
 
 
+@dataclass(frozen=True)
+class Predictions:
+    """Next closes `(n,)` and, for a bundle with a scale output, each window's predicted scale
+    of the next change as a share of its last close `(n,)` (else None)."""
+
+    closes: np.ndarray
+    scales: np.ndarray | None = None
+
+
+def interval_bounds(
+    intervals: IntervalSpec,
+    predictions: Predictions,
+    last_close: np.ndarray | float,
+    level: float,
+    steps_ahead: np.ndarray | int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`level`% bounds around `predictions` with either kind of interval."""
+    return interval_band(
+        intervals, predictions.closes, last_close, predictions.scales, level, steps_ahead
+    )
+
+
 class Predictor:
     """A bundle and its runtime: encodes windows with the bundle's scaler, runs, decodes."""
 
@@ -115,9 +147,12 @@ class Predictor:
         self.runtime = runtime
         self.encoding: WindowEncoding = bundle.encoding
         # Parsed once here: requests only look the level's width up.
-        self.intervals: Intervals | None = bundle.intervals
+        self.intervals: IntervalSpec | None = bundle.intervals
         self.window = bundle.window
         self.version_label = str(bundle.version)  # the metrics label, built once
+        self._scale = (
+            self.intervals.scale_output if isinstance(self.intervals, ScaledIntervals) else None
+        )
 
     @property
     def name(self) -> str:
@@ -132,26 +167,49 @@ class Predictor:
     def predict(self, windows: np.ndarray) -> np.ndarray:
         """Next closes (float64, shape `(n,)`) for windows of closes `(n, window)`, in one call
         (a long batch runs PREDICT_CHUNK windows at a time)."""
+        return self.forecast(windows).closes
+
+    def forecast(self, windows: np.ndarray) -> Predictions:
+        """Next closes and (with a scale output) their predicted scales, in one call (a long
+        batch runs PREDICT_CHUNK windows at a time)."""
         windows = np.asarray(windows, dtype=np.float64)
         if windows.ndim != 2 or windows.shape[1] != self.window:
             raise InvalidInputError(
                 f"each window must hold {self.window} closes (got shape {list(windows.shape)})"
             )
         closes = np.empty(len(windows), dtype=np.float64)
+        scales = None if self._scale is None else np.empty(len(windows), dtype=np.float64)
         for start in range(0, len(windows), PREDICT_CHUNK):
             chunk = windows[start : start + PREDICT_CHUNK]
-            with np.errstate(over="ignore", invalid="ignore"):
-                inputs = self.encoding.encode(chunk)
-            closes[start : start + len(chunk)] = self.encoding.decode(
-                self.runtime.run(inputs), chunk
-            )
+            span = slice(start, start + len(chunk))
+            closes[span], chunk_scales = self._run(chunk)
+            if scales is not None and chunk_scales is not None:
+                scales[span] = chunk_scales
         bad = np.flatnonzero(~np.isfinite(closes))
+        if scales is not None:
+            bad = np.union1d(bad, np.flatnonzero(~np.isfinite(scales)))
         if len(bad):
             raise InvalidInputError(
                 f"window {int(bad[0])}: the model gives no finite prediction for these closes "
                 "(far outside the range it was trained on)"
             )
-        return closes
+        return Predictions(closes, scales)
+
+    def _run(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One model call: decoded closes and (with a scale output) relative scales."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            inputs = self.encoding.encode(chunk)
+        outputs = np.asarray(self.runtime.run(inputs))
+        # The point forecast is column 0; a scaled bundle's graph adds its scale as column 1.
+        closes = self.encoding.decode(outputs[:, :1], chunk)
+        if self._scale is None:
+            return closes, None
+        if outputs.ndim != 2 or outputs.shape[1] <= self._scale.index:
+            raise ManifestError(
+                f"the intervals need the model's scale output (column {self._scale.index}), "
+                f"but the model returns shape {list(outputs.shape)}"
+            )
+        return closes, self._scale.relative_scale(outputs)
 
     def warm_up(self) -> None:
         """One prediction on the bundle's own context, so the first request is not the slow one."""

@@ -26,6 +26,10 @@ LevelQuery = Annotated[
 ]
 
 _BOUND_NOTE = "null when the served bundle has no calibrated intervals"
+_SCALE_NOTE = (
+    "the model's predicted scale (standard deviation) of the next close in price units, which "
+    "the interval is a calibrated multiple of; null for bundles with fixed-width intervals"
+)
 
 # strict: a string such as "209.5" or a bool is refused rather than coerced.
 Close = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
@@ -86,6 +90,7 @@ class PredictResponse(BaseModel):
     upper: float | None = Field(
         examples=[212.2], description=f"Interval's upper bound; {_BOUND_NOTE}."
     )
+    scale: float | None = Field(None, examples=[3.1], description=f"Scale: {_SCALE_NOTE}.")
     level: int = Field(examples=[95], description="Coverage of the interval, percent.")
     model: ModelRef
 
@@ -99,6 +104,9 @@ class BatchPredictResponse(BaseModel):
     )
     upper: list[float] | None = Field(
         examples=[[212.2, 213.1]], description=f"One upper bound per window; {_BOUND_NOTE}."
+    )
+    scales: list[float] | None = Field(
+        None, examples=[[3.1, 3.2]], description=f"One scale per window: {_SCALE_NOTE}."
     )
     level: int = Field(examples=[95], description="Coverage of the intervals, percent.")
     model: ModelRef
@@ -119,11 +127,13 @@ class ForecastPoint(BaseModel):
     predicted: float = Field(examples=[207.1])
     lower: float | None = Field(examples=[200.8], description=f"Lower bound; {_BOUND_NOTE}.")
     upper: float | None = Field(examples=[213.4], description=f"Upper bound; {_BOUND_NOTE}.")
+    scale: float | None = Field(None, examples=[3.1], description=f"Scale: {_SCALE_NOTE}.")
 
 
 class HorizonPoint(BaseModel):
     """A business day after the CSV, predicted recursively from earlier predictions; day k's
-    interval is widened by sqrt(k)."""
+    interval is day 1's widened by sqrt(k) (day 1's from the last actual window's scale for a
+    bundle with adaptive intervals)."""
 
     date: str = Field(examples=["2020-02-03"])
     predicted: float = Field(examples=[203.4])
@@ -146,6 +156,20 @@ class ForecastMetrics(BaseModel):
         description="Share of points whose actual close lies within [lower, upper]; "
         "null without intervals or points."
     )
+    winkler: float | None = Field(
+        None,
+        description="Mean Winkler interval score of the points' intervals (price units: the "
+        "width plus 2 / (1 - level) times any miss; lower is better); null without intervals "
+        "or points.",
+    )
+    mean_width: float | None = Field(
+        None, description="Mean width of the points' intervals (price units)."
+    )
+    adapted_level: float | None = Field(
+        None,
+        description="With adapt=true: the level (percent) adaptive conformal inference reached "
+        "after the last point, used for the horizon; null otherwise.",
+    )
 
 
 class ForecastResponse(BaseModel):
@@ -154,6 +178,9 @@ class ForecastResponse(BaseModel):
     model: ModelRef
     column: str = Field(examples=["Close"])
     level: int = Field(examples=[95], description="Coverage of every interval, percent.")
+    adapt: bool = Field(
+        False, description="Whether the points' levels adapted along the series (adapt=true)."
+    )
     history: list[HistoryPoint] = Field(
         description="The CSV rows before the first point (no prediction: the first windows' "
         "closes); empty when the model's context predicts the first rows."

@@ -14,7 +14,7 @@ from app.errors import InvalidInputError
 from app.forecast import Context, ForecastResult, forecast_series
 from app.forecast_body import check_row_count, forecast_json_pieces
 from app.metrics import ServiceMetrics
-from app.predictor import Predictor
+from app.predictor import Predictions, Predictor, interval_bounds
 from model_store import parse_price_csv
 
 # With a fast (ONNX) runtime, up to this many windows run on the event loop: a thread hop would
@@ -25,11 +25,13 @@ INLINE_WINDOWS = 64
 
 @dataclass(frozen=True)
 class Prediction:
-    """Next closes for a batch of windows, with their bounds (None without intervals)."""
+    """Next closes for a batch of windows, with their bounds (None without intervals) and
+    predicted scales in price units (None without a scale output)."""
 
     closes: np.ndarray
     lower: np.ndarray | None
     upper: np.ndarray | None
+    scales: np.ndarray | None = None
 
 
 class PredictionService:
@@ -63,18 +65,23 @@ class PredictionService:
         batch of concurrent requests, a big batch runs in a worker thread."""
         inline = predictor.runtime.inline
         if single and inline:
-            closes = np.array([await self.batcher.predict(predictor, windows[0])])
+            close, scale = await self.batcher.forecast(predictor, windows[0])
+            predictions = Predictions(
+                np.array([close]), None if scale is None else np.array([scale])
+            )
         elif inline and len(windows) <= INLINE_WINDOWS:
-            closes = predictor.predict(windows)
+            predictions = predictor.forecast(windows)
         else:
-            closes = await to_thread.run_sync(predictor.predict, windows)
+            predictions = await to_thread.run_sync(predictor.forecast, windows)
+        closes = predictions.closes
         self.metrics.predictions.labels(endpoint, predictor.name, predictor.version_label).inc(
             len(closes)
         )
+        scales = None if predictions.scales is None else predictions.scales * windows[:, -1]
         if predictor.intervals is None:
-            return Prediction(closes, None, None)
-        lower, upper = predictor.intervals.bounds(closes, windows[:, -1], level)
-        return Prediction(closes, lower, upper)
+            return Prediction(closes, None, None, scales)
+        lower, upper = interval_bounds(predictor.intervals, predictions, windows[:, -1], level)
+        return Prediction(closes, lower, upper, scales)
 
     async def forecast_body(
         self,
@@ -84,11 +91,14 @@ class PredictionService:
         horizon: int,
         level: int,
         max_rows: int,
+        adapt: bool = False,
     ) -> list[bytes]:
         """The forecast of a CSV as JSON body pieces: row cap, parsing, prediction and
-        serialisation all run off the loop (CPU-bound)."""
+        serialisation all run off the loop (CPU-bound). `adapt` moves each point's level along
+        the series (adaptive conformal inference; InvalidInputError without adaptive intervals)."""
+        check_adapt(predictor, adapt)
         pieces, predictions = await to_thread.run_sync(
-            _forecast_body, predictor, data, column, horizon, level, max_rows
+            _forecast_body, predictor, data, column, horizon, level, max_rows, adapt
         )
         self.metrics.predictions.labels("forecast", predictor.name, predictor.version_label).inc(
             predictions
@@ -103,13 +113,15 @@ def _forecast_body(
     horizon: int,
     level: int,
     max_rows: int,
+    adapt: bool,
 ) -> tuple[list[bytes], int]:
     check_row_count(data, max_rows)
-    name, result = _forecast(predictor, data, column, horizon, level)
+    name, result = _forecast(predictor, data, column, horizon, level, adapt)
     head = {
         "model": {"name": predictor.name, "version": predictor.version},
         "column": name,
         "level": level,
+        "adapt": adapt,
         "history": result.history,
         "metrics": result.metrics,
         "horizon": result.horizon,
@@ -118,8 +130,24 @@ def _forecast_body(
     return forecast_json_pieces(head, result), result.predictions_made
 
 
+def check_adapt(predictor: Predictor, adapt: bool) -> None:
+    """InvalidInputError when `adapt` is asked of a model without adaptive intervals."""
+    if adapt and not (predictor.intervals is not None and predictor.intervals.adaptive):
+        raise InvalidInputError(
+            f"adapt=true needs a bundle with adaptive intervals; {predictor.name} "
+            f"v{predictor.version} has "
+            + ("none" if predictor.intervals is None else "fixed-width intervals"),
+            detail=[{"loc": ["query", "adapt"], "msg": "not supported", "type": "adapt"}],
+        )
+
+
 def _forecast(
-    predictor: Predictor, data: bytes | str, column: str | None, horizon: int, level: int
+    predictor: Predictor,
+    data: bytes | str,
+    column: str | None,
+    horizon: int,
+    level: int,
+    adapt: bool,
 ) -> tuple[str, ForecastResult]:
     bundle = predictor.bundle
     series = parse_price_csv(data, column or bundle.feature)
@@ -127,12 +155,13 @@ def _forecast(
     context = Context(bundle.context_dates, bundle.context_closes) if own_feature else None
     result = forecast_series(
         series,
-        predictor.predict,
+        predictor.forecast,
         predictor.window,
         context,
         horizon,
         predictor.encoding.training_range,
         predictor.intervals,
         level,
+        adapt,
     )
     return series.column, result

@@ -204,3 +204,14 @@ def app_server(
         ready_timeout_s=ready_timeout_s,
         poll_s=poll_s,
     )
+
+
+def serve_env(store: Path, name: str, version: int | str) -> dict[str, str]:
+    """Settings serving `version` of `name` from `store` alone, on ONNX Runtime, not polled."""
+    return {
+        "MODEL_STORE_DIR": str(store),
+        "MODEL_NAME": name,
+        "MODEL_VERSION": str(version),
+        "PREDICTOR_BACKEND": "onnx",
+        "MODEL_POLL_SECONDS": "0",
+    }

@@ -1,15 +1,25 @@
-"""Prediction intervals: split-conformal half-widths, calibrated on held-out residuals by training,
-stored in the manifest, applied by the server. numpy only.
+"""Prediction intervals: calibrated by training on held-out residuals, stored in the manifest's
+`intervals` field, applied by the server. numpy only. Two methods:
 
-A residual is `(actual - predicted) / last_close`: relative to the last known close, so one table
-serves any price level. For level L the half-width is the ceil((n + 1) * L / 100)-th smallest
-absolute residual (the split-conformal quantile, finite-sample valid for exchangeable residuals).
+- `split-conformal` (fixed width): a residual is `(actual - predicted) / last_close`, and the
+  level-L half-width is the ceil((n + 1) * L / 100)-th smallest absolute residual, the same
+  share of the last close for every window.
+- `normalised-conformal` (adaptive width): the model also predicts the scale `s` of the next
+  relative change (one more output of the same graph), a score is
+  `|actual - predicted| / (last_close * s)`, and the half-width is the level's conformal score
+  quantile times `s * last_close`: wide after a violent window, narrow after a calm one. With
+  `adapt`, the level moves along a series by adaptive conformal inference (Gibbs and Candes,
+  2021): after every day the miscoverage target steps by `gamma * (alpha - missed)`.
+
+Both are finite-sample valid for exchangeable scores. `intervals_from_json` is the one parser of
+the manifest field: it names the method and checks every parameter.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -18,28 +28,53 @@ from model_store.errors import ManifestError
 
 LEVELS = range(50, 100)  # whole percents a client may ask for
 DEFAULT_LEVEL = 95
+FIXED_METHOD = "split-conformal"
+SCALED_METHOD = "normalised-conformal"
+ADAPT_METHOD = "aci"
+DEFAULT_GAMMA = 0.005  # Gibbs and Candes' step size for daily data
+STD_SCALE = "std"  # the scale output is the standard deviation of the encoded change
+# A floor (a share of the last close) so a constant window still gets a finite, non-zero scale.
+MIN_SCALE = 1e-6
 
 
 def conformal_quantiles(residuals: np.ndarray, levels: range = LEVELS) -> dict[int, float]:
     """Half-width per level from relative residuals. With too few residuals for a level's rank
     the largest one is used (so tiny calibration sets under-cover; training reports coverage)."""
-    ordered = np.sort(np.abs(np.asarray(residuals, dtype=np.float64)))
+    ordered = _sorted_scores(residuals)
+    return {level: float(score_quantile(ordered, level)) for level in levels}
+
+
+def _sorted_scores(scores: np.ndarray) -> np.ndarray:
+    ordered = np.sort(np.abs(np.asarray(scores, dtype=np.float64)))
     if len(ordered) == 0 or not np.all(np.isfinite(ordered)):
         raise ValueError("need at least one finite residual to calibrate intervals")
+    return ordered
+
+
+def score_quantile(ordered: np.ndarray, level: float | np.ndarray) -> np.ndarray:
+    """The split-conformal quantile of sorted scores at `level` percent (scalar or array): the
+    ceil((n + 1) * level / 100)-th smallest, kept between the smallest and the largest score."""
     count = len(ordered)
-    return {
-        level: float(ordered[min(math.ceil((count + 1) * level / 100), count) - 1])
-        for level in levels
-    }
+    rank = np.ceil((count + 1) * np.asarray(level, dtype=np.float64) / 100.0 - 1e-9)
+    index = np.clip(rank, 1, count).astype(np.int64) - 1
+    quantile: np.ndarray = ordered[index]
+    return quantile
+
+
+def _check_level(level: int) -> None:
+    if level not in LEVELS:
+        raise ValueError(f"level must be a whole percent between {min(LEVELS)} and {max(LEVELS)}")
 
 
 @dataclass(frozen=True)
 class Intervals:
-    """Relative half-widths per coverage level (percent), and where they came from."""
+    """Fixed relative half-widths per coverage level (percent), and where they came from."""
 
     quantiles: dict[int, float]
     residuals: int
     source: str
+    method = FIXED_METHOD
+    adaptive = False
 
     def half_width(self, level: int) -> float:
         """Relative half-width for `level` percent (one of the stored levels)."""
@@ -68,7 +103,7 @@ class Intervals:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "method": "split-conformal",
+            "method": FIXED_METHOD,
             "relative_to": "last_close",
             "residuals": self.residuals,
             "source": self.source,
@@ -88,6 +123,219 @@ class Intervals:
         return intervals
 
 
-def intervals_from_json(spec: Any) -> Intervals | None:
-    """The manifest's `intervals` block, parsed: the one place that knows its methods."""
-    return None if spec is None else Intervals.from_json(spec)
+@dataclass(frozen=True)
+class ScaleOutput:
+    """Where the graph puts its scale forecast: column `index` of the output holds the standard
+    deviation of the next change in encoded units, `per_close` encoded units per whole last
+    close (100 for the relative encoding's percent)."""
+
+    index: int
+    per_close: float
+
+    def relative_scale(self, outputs: np.ndarray) -> np.ndarray:
+        """The predicted standard deviation of the next change as a share of the last close."""
+        encoded = np.asarray(outputs, dtype=np.float64)[:, self.index]
+        scale: np.ndarray = np.maximum(encoded / self.per_close, MIN_SCALE)
+        return scale
+
+
+@dataclass(frozen=True)
+class AdaptiveBands:
+    """Bounds from adaptive conformal inference along a series, and the level each day used
+    (percent, a real number); `next_level` is the level for the day after the last one."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    levels: np.ndarray
+    next_level: float
+
+
+@dataclass(frozen=True)
+class ScaledIntervals:
+    """Normalised split-conformal intervals: sorted calibration scores (|residual| divided by
+    last close times predicted scale), the scale output they divide by, the adaptation step."""
+
+    scores: np.ndarray
+    source: str
+    scale_output: ScaleOutput
+    gamma: float = DEFAULT_GAMMA
+    method = SCALED_METHOD
+    adaptive = True
+
+    @classmethod
+    def calibrate(
+        cls,
+        scores: np.ndarray,
+        source: str,
+        scale_output: ScaleOutput,
+        gamma: float = DEFAULT_GAMMA,
+    ) -> ScaledIntervals:
+        """From held-out normalised scores (signs are dropped)."""
+        return cls(_sorted_scores(scores), source, scale_output, gamma)
+
+    @property
+    def residuals(self) -> int:
+        """How many held-out scores calibrate the widths."""
+        return len(self.scores)
+
+    @cached_property
+    def quantiles(self) -> dict[int, float]:
+        """The score quantile per whole-percent level (a multiple of the predicted scale); computed
+        once, so a request at a whole-percent level only looks its multiplier up."""
+        return {level: float(score_quantile(self.scores, level)) for level in LEVELS}
+
+    def half_width(
+        self, level: float | np.ndarray, scale: np.ndarray, last_close: np.ndarray | float
+    ) -> np.ndarray:
+        """Half-width in price units: the level's score quantile times scale times last close."""
+        cached = self.quantiles.get(level) if isinstance(level, int) else None
+        multiplier = score_quantile(self.scores, level) if cached is None else cached
+        width: np.ndarray = multiplier * np.asarray(scale, dtype=np.float64) * last_close
+        return width
+
+    def bounds(
+        self,
+        predicted: np.ndarray,
+        last_close: np.ndarray | float,
+        scale: np.ndarray,
+        level: float = DEFAULT_LEVEL,
+        steps_ahead: np.ndarray | int = 1,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`(lower, upper)` around `predicted`; `scale` is the window's predicted relative scale.
+        Day k ahead of the last close uses that close's window scale times sqrt(k): the scale
+        forecast is flat over the horizon (as for EWMA volatility), and k independent daily
+        changes add their variances."""
+        width = self.half_width(level, scale, last_close) * np.sqrt(
+            np.asarray(steps_ahead, dtype=np.float64)
+        )
+        predicted = np.asarray(predicted, dtype=np.float64)
+        return np.maximum(predicted - width, 0.0), predicted + width
+
+    def adaptive_bounds(
+        self,
+        predicted: np.ndarray,
+        last_close: np.ndarray,
+        scale: np.ndarray,
+        actual: np.ndarray,
+        level: int = DEFAULT_LEVEL,
+    ) -> AdaptiveBands:
+        """Bounds for a series in time order, each day's level adapted to the misses before it
+        (the actual close of day t is known when day t + 1 is predicted)."""
+        target_miss = 1.0 - level / 100.0
+        miss = target_miss
+        # Plain floats: one day at a time is a sequential recursion, and numpy per day is slow.
+        scores, count = self.scores.tolist(), len(self.scores)
+        units = (np.asarray(scale, dtype=np.float64) * np.asarray(last_close)).tolist()
+        centres, actuals = np.asarray(predicted, dtype=np.float64).tolist(), list(actual)
+        levels, lower, upper = [], [], []
+        for centre, unit, close in zip(centres, units, actuals, strict=True):
+            day_level = 100.0 * (1.0 - miss)
+            rank = math.ceil((count + 1) * day_level / 100.0 - 1e-9)
+            half = scores[min(max(rank, 1), count) - 1] * unit
+            levels.append(day_level)
+            lower.append(max(centre - half, 0.0))
+            upper.append(centre + half)
+            missed = not centre - half <= close <= centre + half
+            miss += self.gamma * (target_miss - float(missed))
+        return AdaptiveBands(
+            np.array(lower), np.array(upper), np.array(levels), 100.0 * (1.0 - miss)
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": SCALED_METHOD,
+            "relative_to": "last_close",
+            "scale": {
+                "output": self.scale_output.index,
+                "kind": STD_SCALE,
+                "per_close": self.scale_output.per_close,
+            },
+            "adapt": {"method": ADAPT_METHOD, "gamma": self.gamma},
+            "horizon": "window scale x sqrt(steps)",
+            "residuals": self.residuals,
+            "source": self.source,
+            "quantiles": {str(level): q for level, q in self.quantiles.items()},
+            "scores": self.scores.tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, spec: Any) -> ScaledIntervals:
+        """Rebuild from the manifest's `intervals` field, checking every parameter."""
+        try:
+            scale, adapt = spec["scale"], spec["adapt"]
+            scores = np.asarray([float(s) for s in spec["scores"]], dtype=np.float64)
+            scale_output = ScaleOutput(int(scale["output"]), float(scale["per_close"]))
+            kind, adapt_method, gamma = scale["kind"], adapt["method"], float(adapt["gamma"])
+            source, residuals = str(spec["source"]), int(spec["residuals"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ManifestError(f"manifest field 'intervals' is malformed: {exc}") from exc
+        problems = {
+            "scores must be finite, non-negative and sorted": len(scores) == 0
+            or not np.all(np.isfinite(scores))
+            or bool(np.any(scores < 0.0))
+            or bool(np.any(np.diff(scores) < 0.0)),
+            f"residuals ({residuals}) must count the scores ({len(scores)})": residuals
+            != len(scores),
+            f"scale.kind must be {STD_SCALE!r}": kind != STD_SCALE,
+            "scale.output must be 1 (the column after the point forecast)": scale_output.index != 1,
+            "scale.per_close must be positive": not scale_output.per_close > 0.0
+            or not math.isfinite(scale_output.per_close),
+            f"adapt.method must be {ADAPT_METHOD!r}": adapt_method != ADAPT_METHOD,
+            "adapt.gamma must be in (0, 0.5]": not 0.0 < gamma <= 0.5,
+        }
+        for problem, found in problems.items():
+            if found:
+                raise ManifestError(f"manifest field 'intervals' is malformed: {problem}")
+        return cls(scores, source, scale_output, gamma)
+
+
+IntervalSpec = Intervals | ScaledIntervals
+
+
+def intervals_from_json(spec: Any) -> IntervalSpec | None:
+    """The manifest's `intervals` field as the method it names (None when absent). Bundles from
+    before the method name existed are fixed-width."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise ManifestError("manifest field 'intervals' must be an object")
+    method = spec.get("method", FIXED_METHOD)
+    if method == FIXED_METHOD:
+        return Intervals.from_json(spec)
+    if method == SCALED_METHOD:
+        return ScaledIntervals.from_json(spec)
+    raise ManifestError(
+        f"manifest field 'intervals' names unknown method {method!r} "
+        f"(known: {FIXED_METHOD}, {SCALED_METHOD})"
+    )
+
+
+def interval_band(
+    intervals: IntervalSpec,
+    predicted: np.ndarray,
+    last_close: np.ndarray | float,
+    scales: np.ndarray | None,
+    level: float,
+    steps_ahead: np.ndarray | int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`level`% bounds with either kind of intervals (`scales`: the windows' predicted relative
+    scales, needed by scaled intervals, ignored by fixed ones)."""
+    if isinstance(intervals, ScaledIntervals):
+        if scales is None:
+            raise ValueError("scaled intervals need the predicted scales")
+        return intervals.bounds(predicted, last_close, scales, level, steps_ahead)
+    return intervals.bounds(predicted, np.asarray(last_close), int(level), steps_ahead)
+
+
+def winkler_score(
+    lower: np.ndarray, upper: np.ndarray, actual: np.ndarray, level: float
+) -> np.ndarray:
+    """The interval score per day: width plus 2 / alpha times how far the actual lies outside."""
+    alpha = 1.0 - level / 100.0
+    lower, upper, actual = (np.asarray(a, dtype=np.float64) for a in (lower, upper, actual))
+    score: np.ndarray = (
+        (upper - lower)
+        + (2.0 / alpha) * np.maximum(lower - actual, 0.0)
+        + (2.0 / alpha) * np.maximum(actual - upper, 0.0)
+    )
+    return score

@@ -23,10 +23,13 @@ if TYPE_CHECKING:
     from model_store.store import Bundle
 
 CONFIG_FILE = "config.json"
-# What training/model.py builds (a functional graph, members averaged; Sequential for bundles
-# from before the ensemble); anything else in a bundle did not come from our trainer.
+# What training/model.py and training/scale.py build (a functional graph, members averaged, the
+# scale head beside them; Sequential for bundles from before the ensemble); anything else in a
+# bundle did not come from our trainer.
 ALLOWED_MODELS = frozenset({"Functional", "Sequential"})
-ALLOWED_LAYERS = frozenset({"InputLayer", "LSTM", "Dropout", "Dense", "Average"})
+ALLOWED_LAYERS = frozenset(
+    {"InputLayer", "LSTM", "Dropout", "Dense", "Average", "Flatten", "Concatenate"}
+)
 # How a functional graph names the tensor a layer is called on (shape, dtype, producing layer).
 GRAPH_EDGE = "__keras_tensor__"
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a real config is a few kB; bigger is a zip bomb

@@ -15,7 +15,7 @@ import numpy as np
 
 from model_store.encoding import WindowEncoding, encoding_from_json
 from model_store.errors import ManifestError
-from model_store.intervals import Intervals, intervals_from_json
+from model_store.intervals import IntervalSpec, intervals_from_json
 
 # The bundle's files, named once.
 MANIFEST_FILE = "manifest.json"
@@ -83,7 +83,7 @@ class BundleSpec:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
-    def parsed_intervals(self) -> Intervals | None:
+    def parsed_intervals(self) -> IntervalSpec | None:
         """Calibrated prediction intervals, or None for a bundle trained without them."""
         return intervals_from_json(self.intervals)
 

@@ -31,7 +31,7 @@ from model_store.errors import (
     StoreNotFoundError,
     VersionNotFoundError,
 )
-from model_store.intervals import Intervals
+from model_store.intervals import IntervalSpec
 from model_store.manifest import MANIFEST_FILE, BundleSpec, Manifest
 
 LATEST = "latest"
@@ -131,7 +131,7 @@ class Bundle:
         return self.manifest.encoding
 
     @property
-    def intervals(self) -> Intervals | None:
+    def intervals(self) -> IntervalSpec | None:
         """Calibrated prediction intervals, or None for a bundle trained without them."""
         return self.manifest.parsed_intervals
 

@@ -65,6 +65,14 @@ def _coverage(share: float, days: int) -> str:
     return f"{100 * share:.1f} % ({round(share * days)} of {days} days)"
 
 
+def _half_width(intervals: dict[str, Any], level: int) -> str:
+    """A level's stored half-width: a share of the last close, or a multiple of the scale."""
+    width = intervals["quantiles"][str(level)]
+    if intervals.get("method") == "normalised-conformal":
+        return f"{width:.2f} x scale"
+    return f"{100 * width:.2f} %"
+
+
 def price_level_ratio(
     store: ModelStore, name: str, version: int, path: Path, factor: float
 ) -> float:
@@ -142,19 +150,19 @@ def quality_tables(store_dir: Path, name: str, data_dir: Path) -> str:
         + ", ".join(f"{shrink}: {ratio:.4f}" for shrink, ratio in wf_best["shrink_curve"].items())
         + ").",
         "",
-        "**Intervals** (split-conformal on the out-of-sample walk-forward residuals; coverage = "
-        "share of days whose actual close lies inside):",
+        "**Intervals** (conformal on the out-of-sample walk-forward residuals: fixed-width "
+        "split-conformal, or normalised by the model's predicted scale; coverage = share of days "
+        "whose actual close lies inside; the adaptive bands are compared below):",
         "",
-        "| interval | half-width (of the last close) | walk-forward, leave-one-fold-out "
-        "| test month, stored widths |",
+        "| interval | half-width (of the last close, or times the predicted scale) "
+        "| walk-forward, leave-one-fold-out | test month, stored widths |",
         "| --- | ---: | ---: | ---: |",
     ]
     for preset, manifest in (("default", best), ("tutorial", tut)):
         coverage = manifest["metrics"]["intervals"]
         for level in coverage["levels"]:
-            width = manifest["intervals"]["quantiles"][str(level)]
             lines.append(
-                f"| {level} % ({preset}) | {100 * width:.2f} % "
+                f"| {level} % ({preset}) | {_half_width(manifest['intervals'], level)} "
                 f"| {_coverage(coverage['walk_forward'][str(level)], wf_days)} "
                 f"| {_coverage(coverage['test'][str(level)], days)} |"
             )

@@ -15,7 +15,7 @@ from training.errors import InputError
 from training.presets import MODEL_SETTINGS, PRESETS, SETTINGS, Settings
 
 # Rules are checked in this order, so a run with several bad values hears about the same one first.
-RULE_ORDER = ("positive", "fraction", "non-negative", "choice", "shrink")
+RULE_ORDER = ("positive", "fraction", "non-negative", "choice", "shrink", "intervals")
 
 
 @dataclass(frozen=True, init=False)
@@ -100,6 +100,13 @@ def check_setting(settings: Settings, name: str) -> None:
     if rule == "choice" and value not in field.metadata["choices"]:
         choices = ", ".join(field.metadata["choices"])
         raise InputError(f"{flag} must be one of {choices}, got {value!r}")
+    if rule == "intervals":
+        if value not in field.metadata["choices"]:
+            raise InputError(
+                f"{flag} must be one of {', '.join(field.metadata['choices'])}, got {value!r}"
+            )
+        if value == "scaled" and settings.encoding != "relative":
+            raise InputError(f"{flag} scaled needs the relative encoding (use --intervals fixed)")
     if rule == "shrink" and value is not None:
         if not encoding_kind(settings.encoding).shrinkable:
             shrinkable = [kind for kind, encoding in ENCODINGS.items() if encoding.shrinkable]

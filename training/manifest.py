@@ -33,6 +33,7 @@ class RunRecord:
     exported: Exported
     test: TestResult
     walk_forward: dict[str, Any] | None
+    comparison: dict[str, Any] | None = None  # intervals against the baselines (scaled only)
 
 
 def library_versions() -> dict[str, str]:
@@ -102,6 +103,8 @@ def metrics_section(run: RunRecord) -> dict[str, Any]:
             ),
             "test": run.test.coverage,
             "test_method": "the bundle's stored widths (calibrated before the test month)",
+            "method": run.calibration.intervals.method,
+            "comparison": run.comparison,
         },
     }
 
@@ -111,6 +114,8 @@ def evaluation_section(data: TrainTestData, test: TestResult) -> dict[str, Any]:
     from training.stages import INTERVAL_LEVEL
 
     lower, upper = test.band
+    last_close = test.evaluation.windows[:, -1]
+    scales = {} if test.scales is None else {"scale": (test.scales * last_close).tolist()}
     return {
         "dates": data.test.series.iso_dates(),
         "actual": test.evaluation.actual.tolist(),
@@ -121,6 +126,7 @@ def evaluation_section(data: TrainTestData, test: TestResult) -> dict[str, Any]:
         "level": INTERVAL_LEVEL,
         "lower": lower.tolist(),
         "upper": upper.tolist(),
+        **scales,
     }
 
 
@@ -145,4 +151,13 @@ def training_section(run: RunRecord) -> dict[str, Any]:
         "final_losses": [fit.final_loss for fit in fits],
         "train_windows": run.final.train_windows,
         "walk_forward": {"scheme": settings.walk_forward, "folds": run.folds},
+        **scale_head_section(run),
     }
+
+
+def scale_head_section(run: RunRecord) -> dict[str, Any]:
+    """The scale head's fitted mix of realised-volatility features, when there is one."""
+    from training.scale import head_weights
+
+    head = run.final.scale_head
+    return {} if head is None else {"scale_head": {"loss": "gaussian nll", **head_weights(head)}}

@@ -1,6 +1,7 @@
 """One training run end to end, as a sequence of named stages (`training.stages`): load,
-walk-forward backtest, shrink, final fit, calibrate intervals, export and check parity, evaluate,
-chart, manifest (`training.manifest`), publish.
+walk-forward backtest (point and scale forecasts), shrink, final fit, calibrate intervals, export
+and check parity, evaluate, compare the intervals with the baselines, chart, manifest
+(`training.manifest`), publish.
 
 TensorFlow, tf2onnx and ONNX Runtime are imported only once the inputs have passed their checks:
 a bad CSV or option is reported at once, not after TensorFlow's start-up of several seconds.
@@ -66,10 +67,11 @@ def _train_export_publish(config: TrainConfig, data: TrainTestData, folds: list[
     settings = config.settings
     _log_data(data)
     results = stages.backtest(settings, data, folds)
+    fold_scales = stages.backtest_scales(settings, data, results)
     shrink = stages.pick_shrink(settings, results)
     final = stages.fit_final(settings, data.train_closes, shrink.value)
     calibration = stages.calibrate(
-        settings.walk_forward, results, shrink.value, final, data.train_closes
+        settings.walk_forward, results, shrink.value, final, data.train_closes, fold_scales
     )
     evaluation = evaluation_set(data.train_closes, data.test_closes, settings.window)
     with tempfile.TemporaryDirectory(prefix="training-export-") as scratch:
@@ -78,6 +80,9 @@ def _train_export_publish(config: TrainConfig, data: TrainTestData, folds: list[
         exported = stages.export_checked(final.model, inputs, folder)
         test = stages.evaluate_test(
             evaluation, final.encoding, exported.onnx_outputs, calibration.intervals
+        )
+        comparison = stages.compare_intervals(
+            data, results, shrink.value, fold_scales, test, calibration.intervals
         )
         walk_forward = stages.walk_forward_summary(settings.walk_forward, results, shrink)
         title = f"{config.name}: {config.column} predicted vs actual"
@@ -93,6 +98,7 @@ def _train_export_publish(config: TrainConfig, data: TrainTestData, folds: list[
             exported=exported,
             test=test,
             walk_forward=walk_forward,
+            comparison=comparison,
         )
         files = {name: folder / name for name in stages.BUNDLE_FILES}
         bundle = ModelStore(config.store).publish(config.name, files, build_manifest(run))

@@ -5,7 +5,8 @@ flags, the validation and the manifest's `training` block are derived from these
 
 `default` is the walk-forward winner (see docs/model-quality.md): scale-free relative windows,
 sign-flipped copies, a bias-free LSTM(16), 10 epochs, three seeds averaged, the output shrunk
-toward persistence by the walk-forward's choice. `tutorial` is the reference tutorial as written:
+toward persistence by the walk-forward's choice, and a scale head whose forecast sets each
+window's band (`--intervals fixed` gives one width for every window, as fb-lstm v2 has). `tutorial` is the reference tutorial as written:
 MinMax-scaled levels, 4 x LSTM(45) with Dropout 0.2, 100 epochs, seed 42; its walk-forward uses
 quarterly folds by default because each of its fits takes minutes.
 """
@@ -20,6 +21,7 @@ from model_store import ENCODINGS as REGISTERED_ENCODINGS
 
 ENCODINGS = tuple(REGISTERED_ENCODINGS)  # the kinds model_store can store and serve
 SCHEMES = ("monthly", "quarterly", "none")
+INTERVAL_KINDS = ("scaled", "fixed")
 
 
 def setting(
@@ -74,6 +76,14 @@ class Settings:
         "walk-forward's best of 0, .25, .5, .75, 1)",
         rule="shrink",
     )
+    intervals: str = setting(
+        "scaled (bands from the model's own scale forecast, relative encoding) | fixed (one "
+        "width for every window)",
+        rule="intervals",
+        choices=INTERVAL_KINDS,
+        manifest=True,
+    )
+    scale_epochs: int = setting("epochs of the scale head's fit", rule="positive", manifest=True)
 
     @property
     def seeds(self) -> list[int]:
@@ -118,6 +128,8 @@ PRESETS = {
         walk_forward="monthly",
         folds=12,
         shrink=None,
+        intervals="scaled",
+        scale_epochs=30,
     ),
     "tutorial": Settings(
         encoding="minmax",
@@ -132,5 +144,7 @@ PRESETS = {
         walk_forward="quarterly",
         folds=4,
         shrink=None,
+        intervals="fixed",
+        scale_epochs=30,
     ),
 }

@@ -1,5 +1,6 @@
-"""The stages of one training run, in order: backtest, shrink, final fit, calibration, export with
-parity check, test evaluation, walk-forward summary and chart. Each takes the few inputs it needs
+"""The stages of one training run, in order: backtest (point and scale), shrink, final fit,
+calibration, export with parity check, test evaluation, interval comparison against the
+baselines, walk-forward summary and chart. Each takes the few inputs it needs
 and returns a small frozen record; `training.pipeline` chains them and `training.manifest` writes
 down what they returned.
 
@@ -22,12 +23,15 @@ from model_store import (
     KERAS_FILE,
     ONNX_FILE,
     Intervals,
+    IntervalSpec,
+    ScaledIntervals,
     WindowEncoding,
     check_keras_archive,
     conformal_quantiles,
+    interval_band,
     sliding_windows,
 )
-from training import export
+from training import export, interval_quality, scale
 from training.data import TrainTestData
 from training.evaluate import EvaluationSet, baseline_predictions, scored
 from training.fit import FitResult, MemberSpec, train_members
@@ -102,6 +106,25 @@ def backtest(settings: Settings, data: TrainTestData, folds: list[Fold]) -> list
     return results
 
 
+def backtest_scales(
+    settings: Settings, data: TrainTestData, results: list[FoldResult]
+) -> list[np.ndarray]:
+    """Each fold's relative scale forecasts from a scale head fitted on the closes before it
+    (empty for fixed-width intervals)."""
+    if settings.intervals != "scaled":
+        return []
+    scales = []
+    for result in results:
+        head = scale.fit_scale_for(
+            data.train_closes[: result.fold.start],
+            settings.window,
+            settings.seed,
+            settings.scale_epochs,
+        )
+        scales.append(scale.relative_scales(head, result.windows))
+    return scales
+
+
 @dataclass(frozen=True)
 class ShrinkChoice:
     """The fraction of the predicted change kept, where it came from, and the walk-forward's
@@ -131,10 +154,12 @@ class FinalModel:
     encoding: WindowEncoding
     fits: list[FitResult]
     train_windows: int
+    scale_head: keras.Model | None = None  # beside the members in `model` when there is one
 
 
 def fit_final(settings: Settings, train_closes: np.ndarray, shrink: float) -> FinalModel:
-    """Train every member on all training windows, shrink their outputs, combine them."""
+    """Train every member on all training windows, shrink their outputs, combine them (with the
+    scale head fitted on the same windows beside them, for scaled intervals)."""
     encoding = make_encoding(settings.encoding, train_closes)
     inputs, targets = training_set(train_closes, settings.window, encoding, settings.sign_flip)
     train_windows = inputs.shape[0] // (2 if settings.sign_flip else 1)
@@ -143,45 +168,64 @@ def fit_final(settings: Settings, train_closes: np.ndarray, shrink: float) -> Fi
     if settings.encoding == "relative" and shrink != 1.0:
         for member in members:
             shrink_output(member, shrink)
-    return FinalModel(combine(members, settings.window), encoding, fits, int(train_windows))
+    if settings.intervals != "scaled":
+        return FinalModel(combine(members, settings.window), encoding, fits, int(train_windows))
+    head = scale.fit_scale_for(train_closes, settings.window, settings.seed, settings.scale_epochs)
+    model = scale.with_scale(members, head, settings.window)
+    return FinalModel(model, encoding, fits, int(train_windows), head)
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """The bundle's interval widths and the per fold residuals they came from (empty when they
-    were calibrated in sample)."""
+    """The bundle's intervals and the per fold held-out scores they came from (relative
+    residuals, or residuals over the predicted scale; empty when calibrated in sample)."""
 
-    intervals: Intervals
+    intervals: IntervalSpec
     fold_residuals: list[np.ndarray]
 
 
 def calibrate(
-    scheme: str, results: list[FoldResult], shrink: float, final: FinalModel, closes: np.ndarray
+    scheme: str,
+    results: list[FoldResult],
+    shrink: float,
+    final: FinalModel,
+    closes: np.ndarray,
+    fold_scales: list[np.ndarray] | None = None,
 ) -> Calibration:
-    """Conformal widths from the shrunk walk-forward residuals, or, without a walk-forward,
-    from the final model's residuals on the last training windows."""
+    """Conformal widths (or, with `fold_scales`, conformal multiples of the predicted scale) from
+    the shrunk walk-forward residuals, or, without a walk-forward, from the final model's
+    residuals on the last training windows."""
+    scaled = final.scale_head is not None
     if results:
         residuals = [
             relative_residuals(r.actual, shrunk(r.predicted, r.windows, shrink), r.windows)
             for r in results
         ]
-        pooled = np.concatenate(residuals)
+        if scaled:
+            residuals = [r / s for r, s in zip(residuals, fold_scales or [], strict=True)]
         source = (
             f"walk-forward: {scheme} folds {results[0].fold.label} .. "
             f"{results[-1].fold.label}, out of sample"
         )
-        return Calibration(Intervals(conformal_quantiles(pooled), len(pooled), source), residuals)
+        return Calibration(_intervals(np.concatenate(residuals), source, scaled), residuals)
     window = final.model.input_shape[1]
     tail, actual = sliding_windows(closes[-(IN_SAMPLE_CALIBRATION + window) :], window)
-    fitted = final.encoding.decode(
-        final.model.predict(final.encoding.encode(tail), verbose=0), tail
-    )
+    outputs = final.model.predict(final.encoding.encode(tail), verbose=0)
+    fitted = final.encoding.decode(outputs[:, :1], tail)
     in_sample = relative_residuals(actual, fitted, tail)
+    if scaled:
+        in_sample = in_sample / scale.SCALE_OUTPUT.relative_scale(outputs)
     source = (
         f"in-sample: last {IN_SAMPLE_CALIBRATION} training windows "
         "(no walk-forward; widths likely too narrow)"
     )
-    return Calibration(Intervals(conformal_quantiles(in_sample), len(in_sample), source), [])
+    return Calibration(_intervals(in_sample, source, scaled), [])
+
+
+def _intervals(scores: np.ndarray, source: str, scaled: bool) -> IntervalSpec:
+    if scaled:
+        return ScaledIntervals.calibrate(scores, source, scale.SCALE_OUTPUT)
+    return Intervals(conformal_quantiles(scores), len(scores), source)
 
 
 @dataclass(frozen=True)
@@ -218,23 +262,90 @@ class TestResult:
     metrics: dict[str, dict[str, float]]
     coverage: dict[str, float]
     band: tuple[np.ndarray, np.ndarray]
+    scales: np.ndarray | None = None  # relative scale forecasts, for scaled intervals
 
 
 def evaluate_test(
-    evaluation: EvaluationSet, encoding: WindowEncoding, outputs: np.ndarray, intervals: Intervals
+    evaluation: EvaluationSet,
+    encoding: WindowEncoding,
+    outputs: np.ndarray,
+    intervals: IntervalSpec,
 ) -> TestResult:
     """Decode the ONNX `outputs` like the server does and score them against the baselines."""
-    predicted = encoding.decode(outputs, evaluation.windows)
+    predicted = encoding.decode(outputs[:, :1], evaluation.windows)
     baselines = baseline_predictions(evaluation.windows)
     test_metrics = scored(evaluation.actual, {"model": predicted, **baselines})
     last_close = evaluation.windows[:, -1]
+    scales = None
+    if isinstance(intervals, ScaledIntervals):
+        scales = intervals.scale_output.relative_scale(outputs)
+
+    def bounds(level: int) -> tuple[np.ndarray, np.ndarray]:
+        return interval_band(intervals, predicted, last_close, scales, level)
+
     coverage = {}
     for level in COVERAGE_LEVELS:
-        lower, upper = intervals.bounds(predicted, last_close, level)
+        lower, upper = bounds(level)
         inside = (lower <= evaluation.actual) & (evaluation.actual <= upper)
         coverage[str(level)] = float(np.mean(inside))
-    band = intervals.bounds(predicted, last_close, INTERVAL_LEVEL)
-    return TestResult(evaluation, predicted, baselines, test_metrics, coverage, band)
+    band = bounds(INTERVAL_LEVEL)
+    return TestResult(evaluation, predicted, baselines, test_metrics, coverage, band, scales)
+
+
+def compare_intervals(
+    data: TrainTestData,
+    results: list[FoldResult],
+    shrink: float,
+    fold_scales: list[np.ndarray],
+    test: TestResult,
+    intervals: IntervalSpec,
+) -> dict[str, Any] | None:
+    """The model's band, its adaptive variant and the three baselines scored alike per fold,
+    pooled and on the test month (None without a walk-forward or scaled intervals)."""
+    if not results or test.scales is None or not isinstance(intervals, ScaledIntervals):
+        return None
+    closes = data.train_closes
+    parts, garches = [], []
+    for result, fold_scale in zip(results, fold_scales, strict=True):
+        garch = interval_quality.Garch.fit(closes[: result.fold.start])
+        rows = slice(result.fold.start, result.fold.stop)
+        centre = shrunk(result.predicted, result.windows, shrink)
+        parts.append(
+            interval_quality.stretch(
+                result.windows, result.actual, centre, fold_scale, garch.scales(closes, rows)
+            )
+        )
+        garches.append(garch)
+    gamma = intervals.gamma
+    walk_forward = interval_quality.walk_forward_comparison(
+        parts, [r.fold.label for r in results], garches, gamma
+    )
+    garch = interval_quality.Garch.fit(closes)
+    history = np.concatenate([closes, data.test_closes])
+    rows = slice(len(closes), len(history))
+    evaluation = test.evaluation
+    month = interval_quality.stretch(
+        evaluation.windows,
+        evaluation.actual,
+        test.predicted,
+        test.scales,
+        garch.scales(history, rows),
+    )
+    logger.info(
+        "intervals on the walk-forward, pooled (leave-one-fold-out):\n%s",
+        interval_quality.comparison_table(walk_forward["overall"]),
+    )
+    return {
+        "methods": interval_quality.METHOD_LABELS,
+        "walk_forward": walk_forward,
+        "test": interval_quality.comparison(month, parts, garch, gamma),
+        "garch": garch.params,
+        "note": (
+            "every band centred on the model's point forecast; conformal widths of each fold "
+            "calibrated on the other folds only; volatility thirds ranked by each day's own "
+            "window's realised volatility"
+        ),
+    }
 
 
 def walk_forward_summary(

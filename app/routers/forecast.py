@@ -83,6 +83,13 @@ ColumnQuery = Annotated[
 HorizonQuery = Annotated[
     int, Query(ge=0, le=MAX_HORIZON, description="Business days to forecast past the CSV.")
 ]
+AdaptQuery = Annotated[
+    bool,
+    Query(
+        description="Adapt each point's level to the misses before it (adaptive conformal "
+        "inference); needs a model with adaptive intervals."
+    ),
+]
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Malformed CSV (names the row and column)"},
     413: {
@@ -102,7 +109,9 @@ that starts right after the model's training data (e.g. the month after) at a si
 (first close within 25% of the last training close) is predicted from the model's own last
 training closes; otherwise its first `window` rows come back as `history`. Every prediction has
 a `level`% interval (null without intervals) and `metrics.coverage` is the share of actual closes
-inside their point's interval."""
+inside their point's interval, `metrics.winkler` their mean interval score. With `adapt=true`
+each point's level moves after every miss or hit before it, so coverage along the upload tracks
+`level`."""
 
 
 async def answer(
@@ -114,10 +123,11 @@ async def answer(
     horizon: int,
     level: int,
     max_rows: int,
+    adapt: bool,
 ) -> Response:
     """The forecast of the request's CSV by `predictor` through the service."""
     data = await read_csv_body(request, max_bytes)
-    pieces = await service.forecast_body(predictor, data, column, horizon, level, max_rows)
+    pieces = await service.forecast_body(predictor, data, column, horizon, level, max_rows, adapt)
     return pieces_response(pieces)
 
 
@@ -136,6 +146,7 @@ async def forecast(
     column: ColumnQuery = None,
     horizon: HorizonQuery = 0,
     level: LevelQuery = DEFAULT_LEVEL,
+    adapt: AdaptQuery = False,
 ) -> Response:
     return await answer(
         request,
@@ -146,6 +157,7 @@ async def forecast(
         horizon,
         level,
         settings.max_forecast_rows,
+        adapt,
     )
 
 
@@ -164,6 +176,7 @@ async def forecast_model(
     column: ColumnQuery = None,
     horizon: HorizonQuery = 0,
     level: LevelQuery = DEFAULT_LEVEL,
+    adapt: AdaptQuery = False,
 ) -> Response:
     return await answer(
         request,
@@ -174,4 +187,5 @@ async def forecast_model(
         horizon,
         level,
         settings.max_forecast_rows,
+        adapt,
     )

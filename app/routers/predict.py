@@ -44,7 +44,8 @@ _MODEL_RESPONSES = {
 _DESCRIPTION = """Predict the next close after `closes` (one window), or after each of `windows`
 (a batch, one batched model call). Every window holds the model's window length of finite,
 positive closes, oldest first. Each prediction comes with its `level`% interval (`lower`,
-`upper`: split-conformal, calibrated by training; null without intervals)."""
+`upper`: split-conformal, calibrated by training; null without intervals) and, for a model with
+adaptive intervals, the predicted `scale` the interval is a multiple of."""
 
 
 async def answer(
@@ -57,23 +58,32 @@ async def answer(
     model = ModelRef(name=predictor.name, version=predictor.version)
     if not windows:
         empty: list[float] | None = None if predictor.intervals is None else []
+        adaptive = predictor.intervals is not None and predictor.intervals.adaptive
+        no_scales: list[float] | None = [] if adaptive else None
         return BatchPredictResponse(
-            predictions=[], lower=empty, upper=empty, level=level, model=model
+            predictions=[], lower=empty, upper=empty, scales=no_scales, level=level, model=model
         )
     array = np.array(windows, dtype=np.float64)
     result = await service.predict(predictor, array, level, "predict", single)
     lower = None if result.lower is None else result.lower.tolist()
     upper = None if result.upper is None else result.upper.tolist()
+    scales = None if result.scales is None else result.scales.tolist()
     if single:
         return PredictResponse(
             next_close=float(result.closes[0]),
             lower=None if lower is None else lower[0],
             upper=None if upper is None else upper[0],
+            scale=None if scales is None else scales[0],
             level=level,
             model=model,
         )
     return BatchPredictResponse(
-        predictions=result.closes.tolist(), lower=lower, upper=upper, level=level, model=model
+        predictions=result.closes.tolist(),
+        lower=lower,
+        upper=upper,
+        scales=scales,
+        level=level,
+        model=model,
     )
 
 

@@ -400,6 +400,12 @@ function forecastView(response, source) {
       `Metrics of the chart above: ${predicted.x.length} predicted days` +
       (isNumber(metrics.coverage)
         ? `; ${(metrics.coverage * 100).toFixed(1)} % of them inside their ${response.level}% interval`
+        : "") +
+      (isNumber(metrics.winkler)
+        ? ` (mean width ${dollars(metrics.mean_width)}, Winkler score ${metrics.winkler.toFixed(2)})`
+        : "") +
+      (response.adapt && isNumber(metrics.adapted_level)
+        ? `; levels adapted along the series, ${metrics.adapted_level.toFixed(1)} % after the last day`
         : ""),
     warnings: (response.warnings || []).map(String),
   };
@@ -418,6 +424,9 @@ async function runForecast() {
     query.set("horizon", horizon);
   }
   query.set("level", $("#level").value);
+  if ($("#adapt").checked) {
+    query.set("adapt", "true");
+  }
   const form = new FormData();
   form.append("file", source.blob, source.filename);
   const uploadError = $("#upload-error");
@@ -495,7 +504,8 @@ async function predict(event) {
       isNumber(response.lower) && isNumber(response.upper)
         ? `, ${response.level}% interval ${dollars(response.lower)} to ${dollars(response.upper)}`
         : "";
-    result.textContent = `Next close: ${dollars(response.next_close)}${interval}${model}`;
+    const scale = isNumber(response.scale) ? ` (predicted scale ${dollars(response.scale)})` : "";
+    result.textContent = `Next close: ${dollars(response.next_close)}${interval}${scale}${model}`;
     result.dataset.nextClose = String(response.next_close);
   } catch (err) {
     showError(errorBox, err);
@@ -528,6 +538,7 @@ async function main() {
   $("#file-input").addEventListener("change", (event) => uploadFile(event.target.files[0]));
   $("#horizon").addEventListener("change", runForecast);
   $("#level").addEventListener("change", runForecast);
+  $("#adapt").addEventListener("change", runForecast);
   $("#demo-btn").addEventListener("click", showDemo);
   $("#predict-form").addEventListener("submit", predict);
   $("#closes").addEventListener("input", updateClosesCount);
@@ -582,6 +593,12 @@ async function chooseModel(name) {
   }
   state.manifest = manifest;
   showModel(manifest);
+  // Only bands scaled by the model's own scale forecast can adapt along a series.
+  const adapt = $("#adapt");
+  adapt.disabled = (manifest.intervals || {}).method !== "normalised-conformal";
+  if (adapt.disabled) {
+    adapt.checked = false;
+  }
   showDemo();
 }
 

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from app.forecast import Context, follows_context, forecast_series, horizon_dates
+from app.predictor import Predictions
 from model_store import Intervals, PriceSeries, SeriesError
 
 
-def window_mean(windows: np.ndarray) -> np.ndarray:
-    return np.asarray(windows).mean(axis=1)
+def window_mean(windows: np.ndarray) -> Predictions:
+    return Predictions(np.asarray(windows).mean(axis=1))
 
 
 def series(first: str, values: list[float]) -> PriceSeries:
@@ -140,7 +141,7 @@ def test_horizon_feeds_each_prediction_into_the_next_window() -> None:
     assert result.metrics == {
         "points": 0, "rmse": None, "mae": None, "mape": None,
         "persistence_rmse": None, "persistence_mae": None, "persistence_mape": None,
-        "coverage": None,
+        "coverage": None, "winkler": None, "mean_width": None, "adapted_level": None,
     }  # fmt: skip
     # mean(3,6,9)=6; mean(6,9,6)=7; mean(9,6,7)=22/3
     assert [p["predicted"] for p in result.horizon] == pytest.approx([6.0, 7.0, 22 / 3])

@@ -19,7 +19,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from model_store import Bundle, Intervals, ModelStore, conformal_quantiles, parse_price_csv
+from model_store import (
+    Bundle,
+    Intervals,
+    ModelStore,
+    conformal_quantiles,
+    interval_band,
+    parse_price_csv,
+)
 from tests.app.support import app_settings, republish
 
 CSV = {"content-type": "text/csv"}
@@ -213,8 +220,10 @@ def test_the_trained_relative_bundle_serves_its_own_intervals(
     intervals = tiny_bundle.intervals
     assert tiny_bundle.manifest.encoding.kind == "relative" and intervals is not None
     body = client.post("/predict?level=90", json={"closes": last_2019_closes}).json()
-    lower, upper = intervals.bounds(body["next_close"], last_2019_closes[-1], 90)
-    assert (body["lower"], body["upper"]) == pytest.approx((float(lower), float(upper)))
+    last = last_2019_closes[-1]
+    scale = np.array([body["scale"] / last])  # the served scale, a share of the last close
+    lower, upper = interval_band(intervals, np.array([body["next_close"]]), last, scale, 90)
+    assert (body["lower"], body["upper"]) == pytest.approx((float(lower[0]), float(upper[0])))
     assert body["lower"] < body["next_close"] < body["upper"]
 
 

@@ -77,14 +77,14 @@ def test_tritonclient_reads_metadata_and_readiness_per_model(base: str) -> None:
     client = _client(base)
     assert client.is_server_live() and client.is_server_ready()
     metadata = client.get_model_metadata(DEMO)
-    assert metadata["name"] == DEMO and metadata["versions"] == ["2"]
+    assert metadata["name"] == DEMO and metadata["versions"] == ["3"]
     assert metadata["inputs"] == [{"name": "closes", "datatype": "FP32", "shape": [-1, 40]}]
     assert [(o["name"], o["datatype"], o["shape"]) for o in metadata["outputs"]] == [
         ("next_close", "FP64", [-1]),
         ("lower", "FP64", [-1]),
         ("upper", "FP64", [-1]),
     ]
-    assert client.is_model_ready(DEMO) and client.is_model_ready(DEMO, "2")
+    assert client.is_model_ready(DEMO) and client.is_model_ready(DEMO, "3")
     assert not client.is_model_ready("ghost")  # listed in MODELS, no folder in the store
     assert not client.is_model_ready(DEMO, "1")  # in the store, never loaded
     assert not client.is_model_ready("nobody")
@@ -102,7 +102,7 @@ def test_plain_json_infer_and_the_v2_error_shape(base: str, window: list[float])
     answer = _infer(base, DEMO, {"id": "req-1", "inputs": [tensor]})
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["id"] == "req-1" and body["model_name"] == DEMO and body["model_version"] == "2"
+    assert body["id"] == "req-1" and body["model_name"] == DEMO and body["model_version"] == "3"
     outputs = {output["name"]: output for output in body["outputs"]}
     assert outputs["next_close"] == {
         "name": "next_close",
@@ -111,7 +111,7 @@ def test_plain_json_infer_and_the_v2_error_shape(base: str, window: list[float])
         "data": expected["predictions"],
     }
     assert outputs["lower"]["data"] == expected["lower"]
-    versioned = _infer(base, DEMO, {"inputs": [tensor]}, "versions/2/infer")
+    versioned = _infer(base, DEMO, {"inputs": [tensor]}, "versions/3/infer")
     assert versioned.json()["outputs"] == body["outputs"]
 
     cases = [
@@ -134,7 +134,7 @@ def test_plain_json_infer_and_the_v2_error_shape(base: str, window: list[float])
     assert not_ready.status_code == 503 and "ghost" in not_ready.json()["error"]
     not_loaded = _infer(base, DEMO, {"inputs": [tensor]}, "versions/1/infer")
     assert not_loaded.status_code == 404
-    assert not_loaded.json() == {"error": "model fb-lstm has no loaded version 1 (loaded: 2)"}
+    assert not_loaded.json() == {"error": "model fb-lstm has no loaded version 1 (loaded: 3)"}
     garbage = httpx.post(f"{base}/v2/models/{DEMO}/infer", content=b"{not json")
     assert garbage.status_code == 400 and "not valid JSON" in garbage.json()["error"]
     for path in (f"/v2/models/{DEMO}/versions/latest/ready", f"/v2/models/{'x' * 65}"):
@@ -160,7 +160,7 @@ def test_metrics_count_infer_by_model(base: str, window: list[float]) -> None:
 
 
 def _count(base: str) -> float:
-    prefix = f'predictions_total{{endpoint="infer",model="{DEMO}",version="2"}} '
+    prefix = f'predictions_total{{endpoint="infer",model="{DEMO}",version="3"}} '
     for line in httpx.get(f"{base}/metrics").text.splitlines():
         if line.startswith(prefix):
             return float(line.removeprefix(prefix))

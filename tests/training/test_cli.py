@@ -65,6 +65,8 @@ def test_train_list_verify_and_tamper(
         "2",
         "--folds",
         "2",
+        "--scale-epochs",
+        "2",
     )
     assert trained.returncode == 0, trained.stderr
     assert "Traceback" not in trained.stderr

@@ -54,10 +54,15 @@ def test_every_declared_rule_is_enforced(tmp_path: Path) -> None:
         "seed": (-1, "seed must be a non-negative integer, got -1"),
         "dropout": (1.0, r"dropout must be in \[0, 1\), got 1.0"),
         "encoding": ("log", "encoding must be one of relative, minmax, got 'log'"),
+        "intervals": ("wide", "intervals must be one of scaled, fixed, got 'wide'"),
+        "scale_epochs": (0, "scale-epochs must be a positive integer, got 0"),
     }
     for name, (value, message) in refusals.items():
         with pytest.raises(InputError, match=message):
             TrainConfig(**paths, **{name: value}).validate()
+    with pytest.raises(InputError, match="intervals scaled needs the relative encoding"):
+        TrainConfig(**paths, encoding="minmax").validate()
+    TrainConfig(**paths, encoding="minmax", intervals="fixed").validate()
     TrainConfig(**paths).validate()
     assert "window" in MODEL_SETTINGS and "seed" not in MODEL_SETTINGS
 
@@ -72,6 +77,8 @@ def test_presets_declare_every_setting_and_the_manifest_records_the_model_ones()
         "dropout": 0.2,
         "seed": 42,
         "members": 1,
+        "intervals": "fixed",
+        "scale_epochs": 30,
     }
 
 
@@ -82,7 +89,7 @@ def test_the_manifest_records_the_settings_as_run(tiny_bundle: Bundle) -> None:
         "preset", "encoding", "epochs", "epochs_run", "batch_size", "units", "layers",
         "dropout", "optimizer", "learning_rate", "loss", "seed", "seeds", "members",
         "sign_flip", "output_bias", "shrink", "shrink_source", "final_loss", "final_losses",
-        "train_windows", "walk_forward",
+        "train_windows", "walk_forward", "intervals", "scale_epochs", "scale_head",
     }  # fmt: skip
     assert {key: training[key] for key in PRESETS["default"].recorded()} == {
         "encoding": "relative",
@@ -93,6 +100,9 @@ def test_the_manifest_records_the_settings_as_run(tiny_bundle: Bundle) -> None:
         "dropout": 0.2,
         "seed": 0,
         "members": 2,
+        "intervals": "scaled",
+        "scale_epochs": 30,
     }
+    assert set(training["scale_head"]) == {"loss", "last_day", "last_week", "window", "ewma"}
     assert (training["optimizer"], training["loss"], training["seeds"]) == ("adam", "mse", [0, 1])
     assert training["walk_forward"] == {"scheme": "monthly", "folds": 2}

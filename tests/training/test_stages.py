@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model_store import Intervals, conformal_quantiles, sliding_windows
+from model_store import Intervals, ScaledIntervals, conformal_quantiles, sliding_windows
 from training.data import TrainTestData, load_train_test
 from training.evaluate import evaluation_set
 from training.presets import PRESETS
@@ -18,7 +18,10 @@ from training.walkforward import Fold, FoldResult, plan_folds
 
 pytestmark = pytest.mark.slow
 
-TINY = replace(PRESETS["default"], epochs=1, units=4, layers=1, members=1, folds=1)
+TINY = replace(
+    PRESETS["default"], epochs=1, units=4, layers=1, members=1, folds=1, intervals="fixed"
+)
+SCALED = replace(TINY, intervals="scaled", scale_epochs=3)
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +205,64 @@ def test_walk_forward_summary_and_chart(fb: TrainTestData, tiny: Tiny, tmp_path:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The walk-forward panel doubles the figure's height.
     assert (tmp_path / "folds.png").stat().st_size > (tmp_path / "plain.png").stat().st_size
+
+
+def test_scaled_final_model_is_the_point_model_with_its_scale_beside_it(
+    fb: TrainTestData, tiny: Tiny
+) -> None:
+    from training import scale, stages
+
+    scaled = stages.fit_final(SCALED, fb.train_closes, 0.5)
+    assert scaled.scale_head is not None and scaled.model.output_shape == (None, 2)
+    windows = sliding_windows(fb.train_closes[-60:], 40)[0]
+    inputs = scaled.encoding.encode(windows)
+    both = np.asarray(scaled.model.predict(inputs, verbose=0))
+    point = np.asarray(tiny.final.model.predict(inputs, verbose=0))
+    np.testing.assert_allclose(both[:, :1], point, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        scale.SCALE_OUTPUT.relative_scale(both),
+        scale.relative_scales(scaled.scale_head, windows),
+        rtol=1e-5,
+    )
+    absolute = np.abs(np.diff(windows / windows[:, -1:] * 100, axis=1))
+    weights = scale.head_weights(scaled.scale_head)
+    decay = 0.94 ** np.arange(38, -1, -1)
+    by_hand = (
+        weights["last_day"] * absolute[:, -1]
+        + weights["last_week"] * absolute[:, -5:].mean(axis=1)
+        + weights["window"] * absolute.mean(axis=1)
+        + weights["ewma"] * absolute @ (decay / decay.sum())
+    )
+    np.testing.assert_allclose(both[:, 1], by_hand, rtol=1e-4)
+
+
+def test_scaled_calibration_and_the_interval_comparison(fb: TrainTestData) -> None:
+    from training import stages
+    from training.walkforward import relative_residuals, shrunk
+
+    closes = fb.train_closes
+    results = [fold_result(closes, 1100, 1150, 1.0), fold_result(closes, 1150, 1200, -0.5)]
+    scales = stages.backtest_scales(SCALED, fb, results)
+    assert [len(s) for s in scales] == [50, 50] and all(np.all(s > 0) for s in scales)
+    assert stages.backtest_scales(TINY, fb, results) == []
+    final = stages.fit_final(SCALED, closes, 0.5)
+    calibration = stages.calibrate("monthly", results, 0.5, final, closes, scales)
+    expected = [
+        relative_residuals(r.actual, shrunk(r.predicted, r.windows, 0.5), r.windows) / s
+        for r, s in zip(results, scales, strict=True)
+    ]
+    assert isinstance(calibration.intervals, ScaledIntervals)
+    np.testing.assert_array_equal(
+        calibration.intervals.scores, np.sort(np.abs(np.concatenate(expected)))
+    )
+    evaluation = evaluation_set(closes, fb.test_closes, 40)
+    outputs = np.asarray(final.model.predict(final.encoding.encode(evaluation.windows), verbose=0))
+    test = stages.evaluate_test(evaluation, final.encoding, outputs, calibration.intervals)
+    assert test.scales is not None and len(test.scales) == 21
+    comparison = stages.compare_intervals(fb, results, 0.5, scales, test, calibration.intervals)
+    assert comparison is not None
+    methods = {"model", "model_adaptive", "fixed", "ewma", "garch"}
+    assert set(comparison["walk_forward"]["overall"]) == methods == set(comparison["test"])
+    assert [f["label"] for f in comparison["walk_forward"]["folds"]] == ["f1100", "f1150"]
+    pooled = comparison["walk_forward"]["overall"]["model"]
+    assert pooled["days"] == 100 and 0.0 <= pooled["coverage_80"] <= pooled["coverage_95"] <= 1.0

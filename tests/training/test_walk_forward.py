@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_store import Bundle, Intervals, conformal_quantiles, parse_price_csv
+from model_store import Bundle, Intervals, ScaledIntervals, conformal_quantiles, parse_price_csv
 from training.errors import InputError
 from training.pipeline import TrainConfig
 from training.presets import PRESETS
+from training.scale import fit_scale_for, relative_scales
 from training.walkforward import SHRINKS, plan_folds
 
 pytestmark = pytest.mark.slow
@@ -136,16 +137,25 @@ def test_shrink_is_the_walk_forward_minimum_and_intervals_its_residuals(
             np.array([(closes[t] - p) / closes[t - 1] for t, p in zip(rows, fold["predicted"], strict=True)])
         )  # fmt: skip
     intervals = tiny_bundle.intervals
-    assert intervals is not None and intervals.residuals == 41
+    assert isinstance(intervals, ScaledIntervals) and intervals.residuals == 41
     assert intervals.source.startswith("walk-forward: monthly folds 2019-11 .. 2019-12")
-    assert intervals.quantiles == conformal_quantiles(np.concatenate(residuals))
+    # Each fold's scores divide its residuals by the scale of a head fitted before the fold.
+    scores = []
+    for fold, fold_residuals in zip(walk_forward["folds"], residuals, strict=True):
+        start = dates.index(fold["first_date"])
+        head = fit_scale_for(closes[:start], 40, training["seed"], training["scale_epochs"])
+        windows = np.lib.stride_tricks.sliding_window_view(
+            closes[start - 40 : start + fold["days"] - 1], 40
+        )
+        scores.append(fold_residuals / relative_scales(head, windows))
+    np.testing.assert_allclose(intervals.scores, np.sort(np.abs(np.concatenate(scores))), rtol=1e-5)
 
     # Held-out coverage: November judged by December's widths and vice versa.
     coverage = manifest.metrics["intervals"]
     for level in (80, 95):
         inside = sum(
-            int(np.sum(np.abs(held) <= conformal_quantiles(other)[level]))
-            for held, other in ((residuals[0], residuals[1]), (residuals[1], residuals[0]))
+            int(np.sum(np.abs(held) <= conformal_quantiles(other)[level] * (1 + 1e-9)))
+            for held, other in ((scores[0], scores[1]), (scores[1], scores[0]))
         )
         assert coverage["walk_forward"][str(level)] == inside / 41
 
@@ -156,9 +166,8 @@ def test_shrink_is_the_walk_forward_minimum_and_intervals_its_residuals(
     )
     assert evaluation["level"] == 95
     assert coverage["test"]["95"] == float(np.mean(inside_test))
-    last = np.concatenate([[manifest.context.closes[-1]], actual[:-1]])
     width = np.array(evaluation["upper"]) - np.array(evaluation["predicted"])
-    np.testing.assert_allclose(width, intervals.quantiles[95] * last)
+    np.testing.assert_allclose(width, intervals.quantiles[95] * np.array(evaluation["scale"]))
 
 
 def test_presets_fill_unset_settings_and_explicit_ones_win(tmp_path: Path) -> None:
