@@ -264,6 +264,11 @@ def train_command(shared_data: Path, store: Path) -> list[str]:
         "1",
         "--seed",
         "3",
+        # The default preset's shape at the smallest size: what is killed is the publish.
+        "--members",
+        "1",
+        "--folds",
+        "2",
     ]
 
 
