@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import load
-from bench.run import DEFAULT_DATA, Plan, build_workload, git_commit, log, machine
+from bench.run import DEFAULT_DATA, Plan, build_workload, git_commit, log, machine, predict_wrk
 from bench.server import REPO_ROOT, Server, app_server, serve_env
 from model_store import ModelStore
 
@@ -32,14 +32,7 @@ def measure(server: Server, body: bytes, script: Path, plan: Plan) -> tuple[floa
     seconds = load.timed_posts(
         server.port, "/predict", body, load.JSON_HEADERS, SEQUENTIAL_REQUESTS
     )
-    wrk = load.run_wrk(
-        server.port,
-        "/predict",
-        script,
-        connections=plan.wrk_connections,
-        duration_s=plan.wrk_seconds,
-        threads=plan.wrk_threads,
-    )
+    wrk = predict_wrk(server, script, plan)
     return float(np.percentile(seconds, 50) * 1e3), wrk.requests_per_s
 
 

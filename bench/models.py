@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import load
-from bench.run import BackendResult, git_commit, log, machine
+from bench.run import BackendResult, git_commit, log, machine, store_label
 from bench.server import REPO_ROOT, Server, free_port, uvicorn_command
 from model_store import ModelStore
 
@@ -254,11 +254,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--output", type=Path, default=Path(__file__).with_name("MODELS.md"), help="results file"
     )
     args = parser.parse_args(argv)
-    args.store_label = str(args.store)
-    try:
-        args.store_label = str(args.store.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        args.store_label = args.store.name
+    args.store_label = store_label(args.store)
     args.store = args.store.resolve()
     return args
 

@@ -140,11 +140,9 @@ def bundle_server(
     return app_server(settings, log_path, *options, poll_s=0.002)
 
 
-def measure_wrk(server: Server, script: Path, plan: Plan, result: BackendResult) -> load.WrkResult:
-    """One wrk run of /predict at the plan's concurrency, recorded into `result` with the
-    server's CPU per request over the run."""
-    cpu_before = server.cpu_seconds()
-    wrk = load.run_wrk(
+def predict_wrk(server: Server, script: Path, plan: Plan) -> load.WrkResult:
+    """One wrk run of POST /predict at the plan's concurrency, length and threads."""
+    return load.run_wrk(
         server.port,
         "/predict",
         script,
@@ -152,6 +150,13 @@ def measure_wrk(server: Server, script: Path, plan: Plan, result: BackendResult)
         duration_s=plan.wrk_seconds,
         threads=plan.wrk_threads,
     )
+
+
+def measure_wrk(server: Server, script: Path, plan: Plan, result: BackendResult) -> load.WrkResult:
+    """One wrk run of /predict at the plan's concurrency, recorded into `result` with the
+    server's CPU per request over the run."""
+    cpu_before = server.cpu_seconds()
+    wrk = predict_wrk(server, script, plan)
     if wrk.requests:
         result.add("cpu_per_request_ms", (server.cpu_seconds() - cpu_before) * 1e3 / wrk.requests)
     result.add("wrk_rps", wrk.requests_per_s)
@@ -508,13 +513,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--output", type=Path, default=Path(__file__).with_name("RESULTS.md"), help="results file"
     )
     args = parser.parse_args(argv)
-    args.store_label = str(args.store)
-    try:  # a relative label in the committed results, never this machine's absolute path
-        args.store_label = str(args.store.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        args.store_label = args.store.name
+    args.store_label = store_label(args.store)
     args.store = args.store.resolve()
     return args
+
+
+def store_label(store: Path) -> str:
+    """How results files name `store`: relative to the repo, never this machine's absolute path."""
+    try:
+        return str(store.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return store.name
 
 
 def main(argv: list[str] | None = None) -> int:
