@@ -15,8 +15,9 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app.admission import AdmissionBudget, AdmissionMiddleware
 from app.batching import MicroBatcher
-from app.body_limit import BodyLimitMiddleware
+from app.body_limit import BodyLimitMiddleware, BodyReader
 from app.errors import install_error_handlers
+from app.hot import HotPath
 from app.loader import BundleLoader
 from app.manager import ModelManager
 from app.memory import limit_malloc_arenas
@@ -98,9 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.manager = manager
-    app.state.service = PredictionService(
-        MicroBatcher(on_batch=metrics.batch_windows.observe), metrics
-    )
+    service = PredictionService(MicroBatcher(on_batch=metrics.batch_windows.observe), metrics)
+    app.state.service = service
     install_error_handlers(app)
     for router in (predict, forecast, health, models, admin, oip, dashboard):
         app.include_router(router.router)
@@ -130,6 +130,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Content-Type", "Authorization"],
         )
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    # Outermost: the common /predict request skips every layer above (app/hot.py).
+    app.add_middleware(
+        HotPath,
+        manager=manager,
+        service=service,
+        metrics=metrics,
+        reader=BodyReader(
+            settings.max_body_bytes,
+            settings.body_timeout_seconds,
+            metrics.timed_out.labels("body").inc,
+        ),
+        light_bytes=settings.admission_light_bytes,
+        cors=bool(settings.cors_origins),
+        handlers=app.exception_handlers,
+    )
     return app
 
 

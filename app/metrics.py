@@ -119,6 +119,18 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._request_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
+    def observe_request(self, route: str, method: str, status: str, seconds: float) -> None:
+        """Count and time one request; each label set's series is looked up once, since
+        `labels()` costs more than the update itself."""
+        key = (route, method, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = (self.requests.labels(*key), self.latency.labels(route, method))
+            self._request_series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
 
 class RequestMetricsMiddleware:
@@ -152,5 +164,4 @@ class RequestMetricsMiddleware:
             method = scope["method"]
             # No response and no error: the client went away first (nginx's 499).
             label = str(status) if status is not None else "499"
-            self.metrics.requests.labels(template, method, label).inc()
-            self.metrics.latency.labels(template, method).observe(time.perf_counter() - started)
+            self.metrics.observe_request(template, method, label, time.perf_counter() - started)
