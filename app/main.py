@@ -38,7 +38,10 @@ Every error has one shape: `{"error": {"code", "message", "detail"}}`.
 """
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, access_log: bool) -> None:
+    # uvicorn has configured its loggers before it imports the app; ACCESS_LOG=false silences
+    # its access logger, with the same effect as `--no-access-log`.
+    logging.getLogger("uvicorn.access").disabled = not access_log
     logger = logging.getLogger("app")
     logger.setLevel(level.upper())
     if not logger.handlers:  # uvicorn configures only its own loggers
@@ -68,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app around `settings` (default: from the environment; an invalid variable exits
     with one line naming it)."""
     settings = settings or settings_from_environment()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.access_log)
     metrics = ServiceMetrics()
     manager = build_manager(settings, metrics)
 

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated origins allowed by CORS."
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    access_log: bool = Field(
+        default=True,
+        description="uvicorn's line per request (client, method, path, status); off leaves "
+        "/metrics as the only record of each request.",
+    )
     max_forecast_rows: int = Field(
         default=300_000, gt=0, description="Most CSV lines (after the header) one /forecast reads."
     )
