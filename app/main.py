@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await manager.stop()
+            batcher.close()
 
     app = FastAPI(
         title="Stock LSTM prediction service",
@@ -102,7 +103,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.manager = manager
-    service = PredictionService(MicroBatcher(on_batch=metrics.batch_windows.observe), metrics)
+    batcher = MicroBatcher(
+        on_batch=metrics.batch_windows.observe, inference_thread=settings.inference_thread
+    )
+    service = PredictionService(batcher, metrics)
     app.state.service = service
     install_error_handlers(app)
     for router in (predict, forecast, health, models, admin, oip, dashboard):

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated origins allowed by CORS."
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    inference_thread: bool = Field(
+        default=False,
+        description="Run the /predict batcher's model calls in a thread of their own, so the "
+        "event loop parses requests meanwhile.",
+    )
     access_log: bool = Field(
         default=True,
         description="uvicorn's line per request (client, method, path, status); off leaves "
