@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.body_limit import BodyReader, replaying
 from app.manager import ModelManager
-from app.metrics import ServiceMetrics
+from app.metrics import UNMATCHED, ServiceMetrics
 from app.routers.predict import answer
 from app.schemas import PredictRequest
 from app.service import PredictionService
@@ -124,6 +124,8 @@ class HotPath:
             return
         started = time.perf_counter()
         status = "499"  # no response and no error: the client went away first
+        # As behind the body limit: a request whose body never arrives in full is not routed.
+        template = UNMATCHED
 
         async def send_with_status(message: Message) -> None:
             nonlocal status
@@ -135,6 +137,7 @@ class HotPath:
             body = await self.reader.read(scope, receive, send_with_status)
             if body is None:
                 return
+            template = route[0]
             try:
                 request = PredictRequest.model_validate_json(body)
             except ValidationError:
@@ -148,7 +151,7 @@ class HotPath:
         finally:
             if status:
                 self.metrics.observe_request(
-                    route[0], "POST", status, time.perf_counter() - started
+                    template, "POST", status, time.perf_counter() - started
                 )
 
     async def _predict(

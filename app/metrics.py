@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+UNMATCHED = "unmatched"  # the route label of a request no route took
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 # Connections the HTTP protocol closed before a request reached the app (app/http_protocol.py),
@@ -160,7 +162,7 @@ class RequestMetricsMiddleware:
             raise
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(route, "path", None) or UNMATCHED
             method = scope["method"]
             # No response and no error: the client went away first (nginx's 499).
             label = str(status) if status is not None else "499"
