@@ -221,10 +221,15 @@ def report(sides: list[Side], results: dict[str, BackendResult], args: argparse.
 
 
 def describe(side: Side) -> str:
+    if side.root == REPO_ROOT:
+        code = "this checkout"
+    else:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=side.root, capture_output=True, text=True
+        ).stdout.strip()
+        code = f"the code of `{side.label}` ({commit})"
     settings = " ".join(f"{key}={value}" for key, value in side.env.items())
-    return f"the code of {side.root.name if side.root != REPO_ROOT else 'this checkout'}" + (
-        f", {settings}" if settings else ""
-    )
+    return code + (f", {settings}" if settings else "")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -259,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             Side("this checkout" if args.ref != "." else "B", REPO_ROOT, parse_env(args.b_env)),
         ]
         results = run(sides, args, Path(folder))
-    args.loads = (started, os.getloadavg()[0])
-    text = report(sides, results, args)
+        args.loads = (started, os.getloadavg()[0])
+        text = report(sides, results, args)
     if args.output:
         args.output.write_text(text)
     print(text)
