@@ -123,7 +123,8 @@ class HotPath:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = "499"  # no response and no error: the client went away first
+        # None once the request is handed to the layers behind: they count it.
+        status: str | None = "499"  # no response and no error: the client went away first
         # As behind the body limit: a request whose body never arrives in full is not routed.
         template = UNMATCHED
 
@@ -141,7 +142,7 @@ class HotPath:
             try:
                 request = PredictRequest.model_validate_json(body)
             except ValidationError:
-                status = ""  # the route answers it, and the layers behind count it
+                status = None  # the route answers it, as documented
                 await self.app(scope, replaying(body, receive), send)
                 return
             await self._predict(scope, receive, send_with_status, request, route[1], level)
@@ -149,7 +150,7 @@ class HotPath:
             status = "500" if status == "499" else status
             raise
         finally:
-            if status:
+            if status is not None:
                 self.metrics.observe_request(
                     template, "POST", status, time.perf_counter() - started
                 )
