@@ -17,22 +17,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.errors import error_response
 
 
-class BodyLimitMiddleware:
-    """Reads each HTTP request body up to `max_bytes`, then replays it to the app."""
+class BodyReader:
+    """Reads one HTTP request body up to `max_bytes` within `timeout_seconds`, answering 413 or
+    408 itself when it cannot."""
 
     def __init__(
         self,
-        app: ASGIApp,
         max_bytes: int,
         timeout_seconds: float | None = None,
         on_timeout: Callable[[], None] | None = None,
     ):
-        self.app = app
         self.max_bytes = max_bytes
         self.timeout_seconds = timeout_seconds
         self.on_timeout = on_timeout
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer the 413 of a body above `max_bytes`."""
         response = error_response(
             413,
             "payload_too_large",
@@ -62,39 +62,65 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._reject(scope, receive, send)
+                await self.reject(scope, receive, send)
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks
+
+    async def read(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+        """The whole body, or None when it was answered (413, 408) or the client went away."""
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                chunks = await self._read(scope, receive, send)
+        except TimeoutError:
+            await self._time_out(scope, receive, send)
+            return None
+        if chunks is None:
+            return None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands `body` over once, as one message, then defers to `receive`."""
+    pending: bytes | None = body
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending is not None:
+            # Handed over once, not kept here: the app holds the only copy.
+            message: Message = {"type": "http.request", "body": pending, "more_body": False}
+            pending = None
+            return message
+        return await receive()
+
+    return replay
+
+
+class BodyLimitMiddleware:
+    """Reads each HTTP request body up to `max_bytes`, then replays it to the app."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        timeout_seconds: float | None = None,
+        on_timeout: Callable[[], None] | None = None,
+    ):
+        self.app = app
+        self.reader = BodyReader(max_bytes, timeout_seconds, on_timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(scope, receive, send)
+        if declared.isdigit() and int(declared) > self.reader.max_bytes:
+            await self.reader.reject(scope, receive, send)
             return
-
-        try:
-            async with asyncio.timeout(self.timeout_seconds):
-                chunks = await self._read(scope, receive, send)
-        except TimeoutError:
-            await self._time_out(scope, receive, send)
+        body = await self.reader.read(scope, receive, send)
+        if body is None:
             return
-        if chunks is None:
-            return
-        body: bytes | None = b"".join(chunks)
-        chunks.clear()
-
-        async def replay() -> Message:
-            nonlocal body
-            if body is not None:
-                # Handed over once, not kept here: the app holds the only copy.
-                message: Message = {"type": "http.request", "body": body, "more_body": False}
-                body = None
-                return message
-            return await receive()
-
+        replay = replaying(body, receive)
+        del body  # the app holds the only reference: it may free a large body early
         await self.app(scope, replay, send)

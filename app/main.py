@@ -15,8 +15,9 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app.admission import AdmissionBudget, AdmissionMiddleware
 from app.batching import MicroBatcher
-from app.body_limit import BodyLimitMiddleware
+from app.body_limit import BodyLimitMiddleware, BodyReader
 from app.errors import install_error_handlers
+from app.hot import HotPath
 from app.loader import BundleLoader
 from app.manager import ModelManager
 from app.memory import limit_malloc_arenas
@@ -37,7 +38,10 @@ Every error has one shape: `{"error": {"code", "message", "detail"}}`.
 """
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, access_log: bool) -> None:
+    # uvicorn has configured its loggers before it imports the app; ACCESS_LOG=false silences
+    # its access logger, with the same effect as `--no-access-log`.
+    logging.getLogger("uvicorn.access").disabled = not access_log
     logger = logging.getLogger("app")
     logger.setLevel(level.upper())
     if not logger.handlers:  # uvicorn configures only its own loggers
@@ -67,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app around `settings` (default: from the environment; an invalid variable exits
     with one line naming it)."""
     settings = settings or settings_from_environment()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.access_log)
     metrics = ServiceMetrics()
     manager = build_manager(settings, metrics)
 
@@ -84,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await manager.stop()
+            batcher.close()
 
     app = FastAPI(
         title="Stock LSTM prediction service",
@@ -98,9 +103,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.manager = manager
-    app.state.service = PredictionService(
-        MicroBatcher(on_batch=metrics.batch_windows.observe), metrics
+    batcher = MicroBatcher(
+        on_batch=metrics.batch_windows.observe, inference_thread=settings.inference_thread
     )
+    service = PredictionService(batcher, metrics)
+    app.state.service = service
     install_error_handlers(app)
     for router in (predict, forecast, health, models, admin, oip, dashboard):
         app.include_router(router.router)
@@ -130,6 +137,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Content-Type", "Authorization"],
         )
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    # Outermost: the common /predict request skips every layer above (app/hot.py).
+    app.add_middleware(
+        HotPath,
+        manager=manager,
+        service=service,
+        metrics=metrics,
+        reader=BodyReader(
+            settings.max_body_bytes,
+            settings.body_timeout_seconds,
+            metrics.timed_out.labels("body").inc,
+        ),
+        light_bytes=settings.admission_light_bytes,
+        cors=bool(settings.cors_origins),
+        handlers=app.exception_handlers,
+    )
     return app
 
 

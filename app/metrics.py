@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+UNMATCHED = "unmatched"  # the route label of a request no route took
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 # Connections the HTTP protocol closed before a request reached the app (app/http_protocol.py),
@@ -119,6 +121,18 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._request_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
+    def observe_request(self, route: str, method: str, status: str, seconds: float) -> None:
+        """Count and time one request; each label set's series is looked up once, since
+        `labels()` costs more than the update itself."""
+        key = (route, method, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = (self.requests.labels(*key), self.latency.labels(route, method))
+            self._request_series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
 
 class RequestMetricsMiddleware:
@@ -148,9 +162,8 @@ class RequestMetricsMiddleware:
             raise
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(route, "path", None) or UNMATCHED
             method = scope["method"]
             # No response and no error: the client went away first (nginx's 499).
             label = str(status) if status is not None else "499"
-            self.metrics.requests.labels(template, method, label).inc()
-            self.metrics.latency.labels(template, method).observe(time.perf_counter() - started)
+            self.metrics.observe_request(template, method, label, time.perf_counter() - started)

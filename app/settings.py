@@ -69,6 +69,18 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated origins allowed by CORS."
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # On by default: it lowers the CPU per request of a worker that has one core to itself
+    # (docs/decisions/0017-lean-hot-path.md).
+    inference_thread: bool = Field(
+        default=True,
+        description="Run the /predict batcher's model calls in a thread of their own, so the "
+        "event loop parses requests meanwhile.",
+    )
+    access_log: bool = Field(
+        default=True,
+        description="uvicorn's line per request (client, method, path, status); off leaves "
+        "/metrics as the only record of each request.",
+    )
     max_forecast_rows: int = Field(
         default=300_000, gt=0, description="Most CSV lines (after the header) one /forecast reads."
     )

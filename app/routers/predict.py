@@ -21,7 +21,6 @@ from app.schemas import (
     BatchPredictResponse,
     ErrorResponse,
     LevelQuery,
-    ModelRef,
     PredictRequest,
     PredictResponse,
 )
@@ -50,41 +49,48 @@ adaptive intervals, the predicted `scale` the interval is a multiple of."""
 
 async def answer(
     body: PredictRequest, predictor: Predictor, service: PredictionService, level: int
-) -> PredictResponse | BatchPredictResponse:
-    """The response for `body`, predicted by `predictor` through the service."""
+) -> dict[str, Any]:
+    """The response for `body`, predicted by `predictor` through the service, as the fields of
+    PredictResponse (one window) or BatchPredictResponse (a batch): plain values, so the hot
+    path (app/hot.py) encodes it as it is and this route through its response model."""
     single = body.closes is not None
     windows = [body.closes] if body.closes is not None else body.windows or []
     service.check_lengths(predictor, windows, single)
-    model = ModelRef(name=predictor.name, version=predictor.version)
+    model = {"name": predictor.name, "version": predictor.version}
     if not windows:
         empty: list[float] | None = None if predictor.intervals is None else []
         adaptive = predictor.intervals is not None and predictor.intervals.adaptive
         no_scales: list[float] | None = [] if adaptive else None
-        return BatchPredictResponse(
-            predictions=[], lower=empty, upper=empty, scales=no_scales, level=level, model=model
-        )
+        return {
+            "predictions": [],
+            "lower": empty,
+            "upper": empty,
+            "scales": no_scales,
+            "level": level,
+            "model": model,
+        }
     array = np.array(windows, dtype=np.float64)
     result = await service.predict(predictor, array, level, "predict", single)
     lower = None if result.lower is None else result.lower.tolist()
     upper = None if result.upper is None else result.upper.tolist()
     scales = None if result.scales is None else result.scales.tolist()
     if single:
-        return PredictResponse(
-            next_close=float(result.closes[0]),
-            lower=None if lower is None else lower[0],
-            upper=None if upper is None else upper[0],
-            scale=None if scales is None else scales[0],
-            level=level,
-            model=model,
-        )
-    return BatchPredictResponse(
-        predictions=result.closes.tolist(),
-        lower=lower,
-        upper=upper,
-        scales=scales,
-        level=level,
-        model=model,
-    )
+        return {
+            "next_close": float(result.closes[0]),
+            "lower": None if lower is None else lower[0],
+            "upper": None if upper is None else upper[0],
+            "scale": None if scales is None else scales[0],
+            "level": level,
+            "model": model,
+        }
+    return {
+        "predictions": result.closes.tolist(),
+        "lower": lower,
+        "upper": upper,
+        "scales": scales,
+        "level": level,
+        "model": model,
+    }
 
 
 @router.post(
@@ -99,7 +105,7 @@ async def predict(
     predictor: PredictorDep,
     service: ServiceDep,
     level: LevelQuery = DEFAULT_LEVEL,
-) -> PredictResponse | BatchPredictResponse:
+) -> dict[str, Any]:
     return await answer(body, predictor, service, level)
 
 
@@ -115,7 +121,7 @@ async def predict_model(
     predictor: ModelPredictorDep,
     service: ServiceDep,
     level: LevelQuery = DEFAULT_LEVEL,
-) -> PredictResponse | BatchPredictResponse:
+) -> dict[str, Any]:
     return await answer(body, predictor, service, level)
 
 
@@ -132,5 +138,5 @@ async def predict_version(
     predictor: VersionPredictorDep,
     service: ServiceDep,
     level: LevelQuery = DEFAULT_LEVEL,
-) -> PredictResponse | BatchPredictResponse:
+) -> dict[str, Any]:
     return await answer(body, predictor, service, level)

@@ -163,3 +163,25 @@ def test_concurrent_requests_to_a_real_server_share_model_calls(
     assert statuses == [200] * 320
     assert samples["predict_batch_windows_sum"] == 320
     assert samples["predict_batch_windows_count"] < 320  # some calls held several windows
+
+
+def test_the_inference_thread_answers_each_window_and_keeps_batches_bounded(
+    tiny_bundle: Bundle,
+) -> None:
+    runtime = RecordingRuntime(tiny_bundle)
+    predictor = Predictor(tiny_bundle, runtime)
+    good = windows_of(tiny_bundle, 10)
+    expected = predictor.predict(good)
+    runtime.calls.clear()
+    batcher = MicroBatcher(max_batch=4, inference_thread=True)
+    windows = [*good[:5], good[5][:-1], *good[5:]]  # one window the model refuses
+
+    try:
+        answers = asyncio.run(predict_concurrently(batcher, predictor, windows))
+    finally:
+        batcher.close()
+
+    assert isinstance(answers[5], InvalidInputError)
+    others = np.array(answers[:5] + answers[6:], dtype=np.float64)
+    np.testing.assert_allclose(others, expected, rtol=0, atol=1e-4)
+    assert max(runtime.calls) <= 4  # 11 windows, 4 at most per call
