@@ -105,10 +105,11 @@ demo-bundle: dev-deps demo-aapl
 model-quality: serve-deps
 	$(BIN)/python -m tools.model_quality --store $(STORE) --name $(NAME) --data $(DATA)
 # Rebuilds models/aapl-lstm alone (replaces its versions): v1 = the default preset (seeds 0, 1,
-# 2) trained on Apple's closes up to April 2023 and tested on May 2023 (~2 min on two cores).
+# 2) with fixed-width intervals, trained on Apple's closes up to April 2023 and tested on May 2023
+# (~2 min on two cores).
 demo-aapl: dev-deps
 	rm -rf $(STORE)/aapl-lstm
-	$(BIN)/python -m training train --preset default --seed 0 \
+	$(BIN)/python -m training train --preset default --seed 0 --intervals fixed \
 		--train-csv $(DATA)/AAPL_2022-01_2023-05.csv --test-from 2023-05-01 \
 		--store $(STORE) --name aapl-lstm
 	$(BIN)/python -m training verify --store $(STORE) --name aapl-lstm --version 1
