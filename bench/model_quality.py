@@ -229,8 +229,9 @@ def render(
         f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC} at commit {git_commit()} by "
         "`python -m bench.model_quality` (needs the train extra, as `make test` installs) from "
         f"the committed demo store: {args.name} v{fixed} (fixed-width intervals), {described}"
-        f"{earlier}. The rows without a version are v{latest}'s. Every band is centred on the "
-        "model's own point forecast; widths are in dollars.",
+        f"{earlier}."
+        + (f" The rows without a version are v{latest}'s." if earlier else "")
+        + " Every band is centred on the model's own point forecast; widths are in dollars.",
         "",
         "### Point forecast (unchanged)",
         "",
