@@ -83,8 +83,8 @@ train: dev-deps
 # Rebuilds the committed demo store from scratch (replaces every version in models/$(NAME)):
 # v1 = the tutorial preset (seed 42), v2 = the default preset with fixed-width intervals (seeds
 # 0, 1, 2), v3 = the default preset (the same network plus its scale head and adaptive bands), so
-# `latest` serves the default and /admin/pin rolls back to v2 or the tutorial. ~15 min on two cores;
-# then demo-aapl.
+# `latest` serves the default and /admin/pin rolls back to v2 or the tutorial. ~15 min on two idle
+# cores, after demo-aapl (which it runs first), so it rebuilds the whole committed store.
 demo-bundle: dev-deps demo-aapl
 	rm -rf $(STORE)/$(NAME)
 	$(BIN)/python -m training train --preset tutorial --seed 42 \
