@@ -83,8 +83,8 @@ train: dev-deps
 # Rebuilds the committed demo store from scratch (replaces every version in models/$(NAME)):
 # v1 = the tutorial preset (seed 42), v2 = the default preset with fixed-width intervals (seeds
 # 0, 1, 2), v3 = the default preset (the same network plus its scale head and adaptive bands), so
-# `latest` serves the default and /admin/pin rolls back to v2 or the tutorial. ~15 min on two cores;
-# then demo-aapl.
+# `latest` serves the default and /admin/pin rolls back to v2 or the tutorial. ~15 min on two idle
+# cores, after demo-aapl (which it runs first), so it rebuilds the whole committed store.
 demo-bundle: dev-deps demo-aapl
 	rm -rf $(STORE)/$(NAME)
 	$(BIN)/python -m training train --preset tutorial --seed 42 \
@@ -105,10 +105,11 @@ demo-bundle: dev-deps demo-aapl
 model-quality: serve-deps
 	$(BIN)/python -m tools.model_quality --store $(STORE) --name $(NAME) --data $(DATA)
 # Rebuilds models/aapl-lstm alone (replaces its versions): v1 = the default preset (seeds 0, 1,
-# 2) trained on Apple's closes up to April 2023 and tested on May 2023 (~2 min on two cores).
+# 2) with fixed-width intervals, trained on Apple's closes up to April 2023 and tested on May 2023
+# (~2 min on two cores).
 demo-aapl: dev-deps
 	rm -rf $(STORE)/aapl-lstm
-	$(BIN)/python -m training train --preset default --seed 0 \
+	$(BIN)/python -m training train --preset default --seed 0 --intervals fixed \
 		--train-csv $(DATA)/AAPL_2022-01_2023-05.csv --test-from 2023-05-01 \
 		--store $(STORE) --name aapl-lstm
 	$(BIN)/python -m training verify --store $(STORE) --name aapl-lstm --version 1

@@ -7,9 +7,10 @@
 - `normalised-conformal` (adaptive width): the model also predicts the scale `s` of the next
   relative change (one more output of the same graph), a score is
   `|actual - predicted| / (last_close * s)`, and the half-width is the level's conformal score
-  quantile times `s * last_close`: wide after a violent window, narrow after a calm one. With
-  `adapt`, the level moves along a series by adaptive conformal inference (Gibbs and Candes,
-  2021): after every day the miscoverage target steps by `gamma * (alpha - missed)`.
+  quantile times `s * last_close`: wide after a violent window, narrow after a calm one. The
+  scale may be partially pooled toward a long-run level (`scale.pooling`, fitted by training).
+  With `adapt`, the level moves along a series by adaptive conformal inference (Gibbs and
+  Candes, 2021): after every day the miscoverage target steps by `gamma * (alpha - missed)`.
 
 Both are finite-sample valid for exchangeable scores. `intervals_from_json` is the one parser of
 the manifest field: it names the method and checks every parameter.
@@ -33,6 +34,7 @@ SCALED_METHOD = "normalised-conformal"
 ADAPT_METHOD = "aci"
 DEFAULT_GAMMA = 0.005  # Gibbs and Candes' step size for daily data
 STD_SCALE = "std"  # the scale output is the standard deviation of the encoded change
+POOLING_KIND = "geometric"  # level ** (1 - exponent) * scale ** exponent
 # A floor (a share of the last close) so a constant window still gets a finite, non-zero scale.
 MIN_SCALE = 1e-6
 
@@ -124,19 +126,58 @@ class Intervals:
 
 
 @dataclass(frozen=True)
+class ScalePooling:
+    """Partial pooling of the predicted scale toward a long-run level:
+    `level ** (1 - exponent) * scale ** exponent` (both shares of the last close). An exponent
+    of 1 keeps the scale; below 1 a high scale is pulled down and a low one up, as volatility
+    reverts to its long-run level (what GARCH does through its unconditional variance)."""
+
+    exponent: float
+    level: float
+
+    def apply(self, scale: np.ndarray) -> np.ndarray:
+        pooled: np.ndarray = self.level ** (1.0 - self.exponent) * np.power(scale, self.exponent)
+        return pooled
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": POOLING_KIND, "exponent": self.exponent, "level": self.level}
+
+    @classmethod
+    def from_json(cls, spec: Any) -> ScalePooling:
+        try:
+            kind, pooling = spec["kind"], cls(float(spec["exponent"]), float(spec["level"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(f"manifest field 'intervals' is malformed: pooling {exc}") from exc
+        problems = {
+            f"scale.pooling.kind must be {POOLING_KIND!r}": kind != POOLING_KIND,
+            "scale.pooling.exponent must be in (0, 1]": not 0.0 < pooling.exponent <= 1.0,
+            "scale.pooling.level must be positive": not 0.0 < pooling.level < math.inf,
+        }
+        for problem, found in problems.items():
+            if found:
+                raise ManifestError(f"manifest field 'intervals' is malformed: {problem}")
+        return pooling
+
+
+@dataclass(frozen=True)
 class ScaleOutput:
     """Where the graph puts its scale forecast: column `index` of the output holds the standard
     deviation of the next change in encoded units, `per_close` encoded units per whole last
-    close (100 for the relative encoding's percent)."""
+    close (100 for the relative encoding's percent), and the pooling applied to it (if any)."""
 
     index: int
     per_close: float
+    pooling: ScalePooling | None = None
 
     def relative_scale(self, outputs: np.ndarray) -> np.ndarray:
         """The predicted standard deviation of the next change as a share of the last close."""
         encoded = np.asarray(outputs, dtype=np.float64)[:, self.index]
         scale: np.ndarray = np.maximum(encoded / self.per_close, MIN_SCALE)
-        return scale
+        return scale if self.pooling is None else self.pooling.apply(scale)
+
+    def to_json(self) -> dict[str, Any]:
+        pooling = {} if self.pooling is None else {"pooling": self.pooling.to_json()}
+        return {"output": self.index, "kind": STD_SCALE, "per_close": self.per_close, **pooling}
 
 
 @dataclass(frozen=True)
@@ -245,11 +286,7 @@ class ScaledIntervals:
         return {
             "method": SCALED_METHOD,
             "relative_to": "last_close",
-            "scale": {
-                "output": self.scale_output.index,
-                "kind": STD_SCALE,
-                "per_close": self.scale_output.per_close,
-            },
+            "scale": self.scale_output.to_json(),
             "adapt": {"method": ADAPT_METHOD, "gamma": self.gamma},
             "horizon": "window scale x sqrt(steps)",
             "residuals": self.residuals,
@@ -264,7 +301,8 @@ class ScaledIntervals:
         try:
             scale, adapt = spec["scale"], spec["adapt"]
             scores = np.asarray([float(s) for s in spec["scores"]], dtype=np.float64)
-            scale_output = ScaleOutput(int(scale["output"]), float(scale["per_close"]))
+            pooling = None if "pooling" not in scale else ScalePooling.from_json(scale["pooling"])
+            scale_output = ScaleOutput(int(scale["output"]), float(scale["per_close"]), pooling)
             kind, adapt_method, gamma = scale["kind"], adapt["method"], float(adapt["gamma"])
             source, residuals = str(spec["source"]), int(spec["residuals"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

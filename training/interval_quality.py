@@ -275,3 +275,45 @@ def comparison_table(table: dict[str, dict[str, Any]]) -> str:
             )
         )
     return "\n".join(lines)
+
+
+def hindsight_winkler(
+    centre: np.ndarray, unit: np.ndarray, actual: np.ndarray, level: float
+) -> float:
+    """The lowest mean Winkler score of `centre +- m * unit` over every multiplier m, i.e. the
+    band's score with its width chosen on the very days it is scored on. The score is convex
+    and piecewise linear in m, so the best m is the unit-weighted `level` quantile of
+    |actual - centre| / unit."""
+    alpha = 1.0 - level / 100.0
+    ratios = np.abs(actual - centre) / unit
+    order = np.argsort(ratios)
+    weight = np.cumsum(unit[order]) / np.sum(unit)
+    best = ratios[order][np.searchsorted(weight, 1.0 - alpha)]
+    lower, upper = centre - best * unit, centre + best * unit
+    return float(np.mean(winkler_score(lower, upper, actual, level)))
+
+
+def centred_volatility(closes: np.ndarray, half: int = 10) -> np.ndarray:
+    """For the change into each close after the first, the mean absolute log change over the
+    `half` changes before and after it, itself excluded: a volatility known only in hindsight."""
+    moves = np.abs(np.diff(np.log(np.asarray(closes, dtype=np.float64))))
+    result = np.empty(len(moves))
+    for index in range(len(moves)):
+        around = np.r_[moves[max(0, index - half) : index], moves[index + 1 : index + 1 + half]]
+        result[index] = np.mean(around)
+    return result
+
+
+def known_scale_gain(sigma: np.ndarray, level: float) -> float:
+    """For normal changes with known standard deviations `sigma` (one per day), the expected
+    Winkler score of the exact band (+-z sigma) over that of the best single width: the most
+    any scale forecast could gain over a fixed band on such days."""
+    alpha, z = 1.0 - level / 100.0, float(stats.norm.ppf(1.0 - (1.0 - level / 100.0) / 2.0))
+
+    def expected(half: np.ndarray | float) -> float:
+        ratio = np.asarray(half) / sigma
+        tail = sigma * stats.norm.pdf(ratio) - half * stats.norm.sf(ratio)
+        return float(np.mean(2.0 * half + (4.0 / alpha) * tail))
+
+    widths = np.linspace(0.2, 5.0, 2000) * float(np.mean(sigma)) * z
+    return expected(z * sigma) / min(expected(width) for width in widths)

@@ -159,5 +159,8 @@ def scale_head_section(run: RunRecord) -> dict[str, Any]:
     """The scale head's fitted mix of realised-volatility features, when there is one."""
     from training.scale import head_weights
 
-    head = run.final.scale_head
-    return {} if head is None else {"scale_head": {"loss": "gaussian nll", **head_weights(head)}}
+    head, output = run.final.scale_head, run.final.scale_output
+    if head is None or output is None:
+        return {}
+    pooling = {} if output.pooling is None else {"pooling": output.pooling.to_json()}
+    return {"scale_head": {"loss": "gaussian nll", **head_weights(head), **pooling}}

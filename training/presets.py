@@ -22,6 +22,7 @@ from model_store import ENCODINGS as REGISTERED_ENCODINGS
 ENCODINGS = tuple(REGISTERED_ENCODINGS)  # the kinds model_store can store and serve
 SCHEMES = ("monthly", "quarterly", "none")
 INTERVAL_KINDS = ("scaled", "fixed")
+POOLING_KINDS = ("fitted", "none")
 
 
 def setting(
@@ -84,6 +85,13 @@ class Settings:
         manifest=True,
     )
     scale_epochs: int = setting("epochs of the scale head's fit", rule="positive", manifest=True)
+    scale_pooling: str = setting(
+        "fitted (pull the predicted scale toward the training series' long-run level by an "
+        "exponent fitted on its history) | none (scaled intervals only)",
+        rule="choice",
+        choices=POOLING_KINDS,
+        manifest=True,
+    )
 
     @property
     def seeds(self) -> list[int]:
@@ -130,6 +138,7 @@ PRESETS = {
         shrink=None,
         intervals="scaled",
         scale_epochs=30,
+        scale_pooling="none",
     ),
     "tutorial": Settings(
         encoding="minmax",
@@ -146,5 +155,6 @@ PRESETS = {
         shrink=None,
         intervals="fixed",
         scale_epochs=30,
+        scale_pooling="none",
     ),
 }

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from model_store import RelativeEncoding, ScaleOutput, sliding_windows
+from model_store import RelativeEncoding, ScaleOutput, ScalePooling, sliding_windows
 from training.fit import seed_everything
 
 RELATIVE_FACTOR = RelativeEncoding().factor  # the encoding the scale head reads: percent units
@@ -30,6 +30,7 @@ SCALE_LEARNING_RATE = 0.01  # four weights: a large step converges in a few epoc
 SCALE_FEATURES = ("last_day", "last_week", "window", "ewma")
 # Where the served graph puts the scale: column 1, in percent of the last close.
 SCALE_OUTPUT = ScaleOutput(index=1, per_close=RELATIVE_FACTOR)
+POOLING_EXPONENTS = tuple(round(0.05 * step, 2) for step in range(1, 21))  # 0.05 .. 1
 
 
 def _absolute_changes(window: int) -> np.ndarray:
@@ -147,3 +148,34 @@ def relative_scales(head: keras.Model, windows: np.ndarray) -> np.ndarray:
     encoding = RelativeEncoding(factor=RELATIVE_FACTOR)
     encoded = head.predict(encoding.encode(windows), verbose=0)
     return SCALE_OUTPUT.relative_scale(np.concatenate([np.zeros_like(encoded), encoded], axis=1))
+
+
+def fit_pooling(scales: np.ndarray, changes: np.ndarray) -> ScalePooling | None:
+    """The partial pooling of `scales` (relative) whose Laplace likelihood of the relative
+    `changes` is highest over POOLING_EXPONENTS, or None when the best exponent is 1.
+
+    For an exponent b the likelihood's best multiplier is c_b = mean(|change| / scale^b); the
+    level is where the pooled scale equals the unpooled one, level^(1 - b) = c_b / c_1, so the
+    pooled scale keeps the head's units. Laplace rather than Gaussian: one earnings gap must not
+    decide the exponent.
+    """
+    scales, moves = np.asarray(scales, np.float64), np.abs(np.asarray(changes, np.float64))
+    multipliers = {b: float(np.mean(moves / scales**b)) for b in POOLING_EXPONENTS}
+    likelihood = {b: -float(np.mean(np.log(c * scales**b))) for b, c in multipliers.items()}
+    exponent = max(POOLING_EXPONENTS, key=lambda b: (likelihood[b], b))
+    if exponent == 1.0:
+        return None
+    level = (multipliers[exponent] / multipliers[1.0]) ** (1.0 / (1.0 - exponent))
+    return ScalePooling(exponent, level)
+
+
+def fit_pooling_for(head: keras.Model, closes: np.ndarray, window: int) -> ScalePooling | None:
+    """The pooling of the head's scale fitted on every window of `closes` (the head's own
+    training windows) to the next change."""
+    windows, targets = sliding_windows(closes, window)
+    return fit_pooling(relative_scales(head, windows), targets / windows[:, -1] - 1.0)
+
+
+def output_with(pooling: ScalePooling | None) -> ScaleOutput:
+    """The served graph's scale output read with `pooling`."""
+    return ScaleOutput(SCALE_OUTPUT.index, SCALE_OUTPUT.per_close, pooling)

@@ -25,6 +25,8 @@ from model_store import (
     Intervals,
     IntervalSpec,
     ScaledIntervals,
+    ScaleOutput,
+    ScalePooling,
     WindowEncoding,
     check_keras_archive,
     conformal_quantiles,
@@ -115,14 +117,18 @@ def backtest_scales(
         return []
     scales = []
     for result in results:
-        head = scale.fit_scale_for(
-            data.train_closes[: result.fold.start],
-            settings.window,
-            settings.seed,
-            settings.scale_epochs,
-        )
-        scales.append(scale.relative_scales(head, result.windows))
+        before = data.train_closes[: result.fold.start]
+        head = scale.fit_scale_for(before, settings.window, settings.seed, settings.scale_epochs)
+        pooling = _pooling(settings, head, before)
+        raw = scale.relative_scales(head, result.windows)
+        scales.append(raw if pooling is None else pooling.apply(raw))
     return scales
+
+
+def _pooling(settings: Settings, head: keras.Model, closes: np.ndarray) -> ScalePooling | None:
+    if settings.scale_pooling == "none":
+        return None
+    return scale.fit_pooling_for(head, closes, settings.window)
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,7 @@ class FinalModel:
     fits: list[FitResult]
     train_windows: int
     scale_head: keras.Model | None = None  # beside the members in `model` when there is one
+    scale_output: ScaleOutput | None = None  # how the served output's scale is read
 
 
 def fit_final(settings: Settings, train_closes: np.ndarray, shrink: float) -> FinalModel:
@@ -172,7 +179,8 @@ def fit_final(settings: Settings, train_closes: np.ndarray, shrink: float) -> Fi
         return FinalModel(combine(members, settings.window), encoding, fits, int(train_windows))
     head = scale.fit_scale_for(train_closes, settings.window, settings.seed, settings.scale_epochs)
     model = scale.with_scale(members, head, settings.window)
-    return FinalModel(model, encoding, fits, int(train_windows), head)
+    output = scale.output_with(_pooling(settings, head, train_closes))
+    return FinalModel(model, encoding, fits, int(train_windows), head, output)
 
 
 @dataclass(frozen=True)
@@ -195,13 +203,13 @@ def calibrate(
     """Conformal widths (or, with `fold_scales`, conformal multiples of the predicted scale) from
     the shrunk walk-forward residuals, or, without a walk-forward, from the final model's
     residuals on the last training windows."""
-    scaled = final.scale_head is not None
+    scaled = final.scale_output
     if results:
         residuals = [
             relative_residuals(r.actual, shrunk(r.predicted, r.windows, shrink), r.windows)
             for r in results
         ]
-        if scaled:
+        if scaled is not None:
             residuals = [r / s for r, s in zip(residuals, fold_scales or [], strict=True)]
         source = (
             f"walk-forward: {scheme} folds {results[0].fold.label} .. "
@@ -213,8 +221,8 @@ def calibrate(
     outputs = final.model.predict(final.encoding.encode(tail), verbose=0)
     fitted = final.encoding.decode(outputs[:, :1], tail)
     in_sample = relative_residuals(actual, fitted, tail)
-    if scaled:
-        in_sample = in_sample / scale.SCALE_OUTPUT.relative_scale(outputs)
+    if scaled is not None:
+        in_sample = in_sample / scaled.relative_scale(outputs)
     source = (
         f"in-sample: last {IN_SAMPLE_CALIBRATION} training windows "
         "(no walk-forward; widths likely too narrow)"
@@ -222,9 +230,9 @@ def calibrate(
     return Calibration(_intervals(in_sample, source, scaled), [])
 
 
-def _intervals(scores: np.ndarray, source: str, scaled: bool) -> IntervalSpec:
-    if scaled:
-        return ScaledIntervals.calibrate(scores, source, scale.SCALE_OUTPUT)
+def _intervals(scores: np.ndarray, source: str, scaled: ScaleOutput | None) -> IntervalSpec:
+    if scaled is not None:
+        return ScaledIntervals.calibrate(scores, source, scaled)
     return Intervals(conformal_quantiles(scores), len(scores), source)
 
 

@@ -156,6 +156,17 @@ def test_adapt_on_a_fixed_width_bundle_is_a_422_naming_it(tmp_path: Path, aapl: 
         ),
         ({"scale": {"output": 2, "kind": "std", "per_close": 100.0}}, "scale.output must be 1"),
         ({"adapt": {"method": "aci", "gamma": -1}}, "adapt.gamma must be in (0, 0.5]"),
+        (
+            {
+                "scale": {
+                    "output": 1,
+                    "kind": "std",
+                    "per_close": 100.0,
+                    "pooling": {"kind": "geometric", "exponent": 0.7, "level": 0.0},
+                }
+            },
+            "scale.pooling.level must be positive",
+        ),
     ],
 )
 def test_a_malformed_interval_spec_is_refused_at_load_and_the_old_version_keeps_serving(

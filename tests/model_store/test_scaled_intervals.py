@@ -14,6 +14,7 @@ from model_store import (
     ManifestError,
     ScaledIntervals,
     ScaleOutput,
+    ScalePooling,
     conformal_quantiles,
     intervals_from_json,
     score_quantile,
@@ -168,3 +169,52 @@ def test_malformed_scaled_specs_are_refused(spec: object, message: str) -> None:
 def test_the_scale_output_is_read_as_a_share_of_the_last_close_with_a_floor() -> None:
     outputs = np.array([[0.3, 2.0], [-0.1, 0.0]])  # columns: encoded change, encoded scale
     np.testing.assert_allclose(SCALE_OUTPUT.relative_scale(outputs), [0.02, 1e-6])
+
+
+POOLING = ScalePooling(exponent=0.5, level=0.01)
+
+
+def test_pooling_pulls_the_scale_toward_its_level_geometrically() -> None:
+    pooled = ScaleOutput(1, 100.0, POOLING).relative_scale(np.array([[0.0, 4.0], [0.0, 0.25]]))
+    # sqrt(0.01 * 0.04) and sqrt(0.01 * 0.0025): a quadruple of the level is halved in log terms.
+    np.testing.assert_allclose(pooled, [0.02, 0.005])
+    assert ScaleOutput(1, 100.0, ScalePooling(1.0, 0.01)).relative_scale(
+        np.array([[0.0, 4.0]])
+    ) == pytest.approx(0.04)
+
+
+def test_a_pooled_spec_round_trips_and_a_spec_without_pooling_is_unchanged() -> None:
+    pooled = ScaledIntervals.calibrate(np.array([0.5, 1.0]), "test", ScaleOutput(1, 100.0, POOLING))
+    spec = pooled.to_json()
+    assert spec["scale"]["pooling"] == {"kind": "geometric", "exponent": 0.5, "level": 0.01}
+    parsed = intervals_from_json(spec)
+    assert isinstance(parsed, ScaledIntervals) and parsed.scale_output.pooling == POOLING
+    plain = scaled(np.array([0.5, 1.0])).to_json()
+    assert "pooling" not in plain["scale"]
+    assert intervals_from_json(plain).scale_output.pooling is None  # type: ignore[union-attr]
+
+
+def _pooled_spec(**pooling: Any) -> dict[str, Any]:
+    spec = ScaledIntervals.calibrate(
+        np.array([0.5, 1.0]), "test", ScaleOutput(1, 100.0, POOLING)
+    ).to_json()
+    spec["scale"]["pooling"].update(pooling)
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (_pooled_spec(exponent=0.0), "scale.pooling.exponent must be in (0, 1]"),
+        (_pooled_spec(exponent=1.5), "scale.pooling.exponent must be in (0, 1]"),
+        (_pooled_spec(exponent="half"), "is malformed: pooling"),
+        (_pooled_spec(level=-0.01), "scale.pooling.level must be positive"),
+        (_pooled_spec(level=math.inf), "scale.pooling.level must be positive"),
+        (_pooled_spec(kind="arithmetic"), "scale.pooling.kind must be 'geometric'"),
+        (_spec(scale__pooling=[0.5, 0.01]), "is malformed: pooling"),
+    ],
+)
+def test_malformed_pooling_is_refused(spec: object, message: str) -> None:
+    with pytest.raises(ManifestError, match="manifest field 'intervals'") as caught:
+        intervals_from_json(spec)
+    assert message in str(caught.value)

@@ -79,6 +79,7 @@ def test_presets_declare_every_setting_and_the_manifest_records_the_model_ones()
         "members": 1,
         "intervals": "fixed",
         "scale_epochs": 30,
+        "scale_pooling": "none",
     }
 
 
@@ -89,7 +90,8 @@ def test_the_manifest_records_the_settings_as_run(tiny_bundle: Bundle) -> None:
         "preset", "encoding", "epochs", "epochs_run", "batch_size", "units", "layers",
         "dropout", "optimizer", "learning_rate", "loss", "seed", "seeds", "members",
         "sign_flip", "output_bias", "shrink", "shrink_source", "final_loss", "final_losses",
-        "train_windows", "walk_forward", "intervals", "scale_epochs", "scale_head",
+        "train_windows", "walk_forward", "intervals", "scale_epochs", "scale_pooling",
+        "scale_head",
     }  # fmt: skip
     assert {key: training[key] for key in PRESETS["default"].recorded()} == {
         "encoding": "relative",
@@ -102,6 +104,7 @@ def test_the_manifest_records_the_settings_as_run(tiny_bundle: Bundle) -> None:
         "members": 2,
         "intervals": "scaled",
         "scale_epochs": 30,
+        "scale_pooling": "none",
     }
     assert set(training["scale_head"]) == {"loss", "last_day", "last_week", "window", "ewma"}
     assert (training["optimizer"], training["loss"], training["seeds"]) == ("adam", "mse", [0, 1])
