@@ -6,7 +6,10 @@ its constructor, so the serving process never imports it unless PREDICTOR_BACKEN
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,36 +50,73 @@ class Runtime(Protocol):
         ...
 
 
+def _lowest_cpu_priority() -> None:
+    """Let the calling thread, and the threads it starts, run only on CPU time no other thread
+    wants (Linux SCHED_IDLE: a normal thread that wakes up takes the core at once); elsewhere,
+    or where it is refused, they keep the normal priority."""
+    if hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _session(model: bytes, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Idle pool threads sleep instead of spinning, so they never take a core from the loop.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def _background_session(model: bytes, threads: int) -> ort.InferenceSession:
+    """A session whose `threads - 1` pool threads run at the lowest CPU priority: they are
+    started from a thread at that priority, which they inherit. The calling thread does its
+    share of every call at its own priority."""
+    with ThreadPoolExecutor(1, initializer=_lowest_cpu_priority) as builder:
+        return builder.submit(_session, model, threads).result()
+
+
 class OnnxRuntime:
-    """ONNX Runtime on the CPU, built from the verified bytes of `model.onnx`."""
+    """ONNX Runtime on the CPU, built from the verified bytes of `model.onnx`: one session for
+    small batches and, on a machine with several cores, one for big batches that spreads each
+    call over every core.
+
+    The small-batch session has one thread: a request's compute is too little to split, and
+    scaling out is uvicorn workers, one per core (docs/decisions/0006-onnx-runtime-one-thread.md).
+    The big-batch session's extra threads run at the lowest CPU priority, so a long /forecast
+    uses the cores nothing else needs while the event loop and light requests keep theirs
+    (docs/decisions/0017-big-batches-on-idle-cores.md).
+    """
 
     name = "onnx"
     inline = True
 
-    def __init__(self, bundle: Bundle):
+    def __init__(self, bundle: Bundle, cores: int | None = None):
         # Reading the verified bytes (rather than the path) closes the gap between checking the
         # file's sha256 and loading it.
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        # One thread per session: a request's compute is too little to split, and an intra-op
-        # pool that spins between calls steals the core the event loop needs; scale out with
-        # uvicorn workers, one per core (docs/decisions/0006-onnx-runtime-one-thread.md).
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(
-            bundle.read_verified(ONNX_FILE), options, providers=["CPUExecutionProvider"]
-        )
+        model = bundle.read_verified(ONNX_FILE)
+        self._session = _session(model, 1)
+        cores = usable_cores() if cores is None else cores
+        self._bulk = _background_session(model, cores) if cores > 1 else self._session
         self._input = self._session.get_inputs()[0].name
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
-        # InferenceSession.run is thread-safe, so requests share one session.
+        # InferenceSession.run is thread-safe, so requests share the sessions.
         if len(inputs) <= ONNX_CHUNK:
             return np.asarray(self._session.run(None, {self._input: inputs})[0])
         return np.concatenate(
             [
-                self._session.run(None, {self._input: inputs[start : start + ONNX_CHUNK]})[0]
+                self._bulk.run(None, {self._input: inputs[start : start + ONNX_CHUNK]})[0]
                 for start in range(0, len(inputs), ONNX_CHUNK)
             ]
         )

@@ -1,10 +1,17 @@
-"""OnnxRuntime on large batches: chunked calls give the one-call answers and bounded memory."""
+"""OnnxRuntime on large batches: chunked calls give the one-call answers and bounded memory, and
+spread over the cores with the extra threads at idle priority."""
 
 from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
 
 import numpy as np
 import onnxruntime as ort
 import psutil
+import pytest
 
 from app.predictor import ONNX_CHUNK, ONNX_FILE, OnnxRuntime
 from app.settings import DEFAULT_STORE_DIR
@@ -48,3 +55,34 @@ def test_a_10000_window_batch_leaves_the_memory_where_it_was() -> None:
 
     assert outputs.shape == (10_000, 1) and np.isfinite(outputs).all()
     assert rss_mb() - before < 60.0
+
+
+def idle_priority_threads() -> set[int]:
+    """This process' threads that run at Linux's SCHED_IDLE priority."""
+    idle = set()
+    for thread in psutil.Process().threads():
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            if os.sched_getscheduler(thread.id) == os.SCHED_IDLE:
+                idle.add(thread.id)
+    return idle
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_big_batches_spread_over_every_core_with_the_extra_threads_at_idle_priority(
+    tiny_bundle: Bundle,
+) -> None:
+    before = idle_priority_threads()
+
+    spread = OnnxRuntime(tiny_bundle, cores=3)
+
+    # ONNX Runtime's pool for 3 threads is the caller plus 2 of its own, started at idle
+    # priority (by a builder thread, itself at idle priority, that ends just after); the
+    # thread that called stays normal.
+    deadline = time.monotonic() + 30
+    while len(idle_priority_threads() - before) > 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(idle_priority_threads() - before) == 2
+    assert threading.get_native_id() not in idle_priority_threads()
+    inputs = encoded_windows(tiny_bundle, 3 * ONNX_CHUNK + 5)
+    one_core = OnnxRuntime(tiny_bundle, cores=1).run(inputs)
+    assert np.array_equal(spread.run(inputs), one_core)  # the same bits, however it is split
