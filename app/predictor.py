@@ -59,7 +59,7 @@ def _lowest_cpu_priority() -> None:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
-def usable_cores() -> int:
+def _usable_cores() -> int:
     """The cores this process may run on."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
@@ -102,11 +102,12 @@ class OnnxRuntime:
     inline = True
 
     def __init__(self, bundle: Bundle, cores: int | None = None):
+        """`cores`: threads for big batches (default: the cores this process may run on)."""
         # Reading the verified bytes (rather than the path) closes the gap between checking the
         # file's sha256 and loading it.
         model = bundle.read_verified(ONNX_FILE)
         self._session = _session(model, 1)
-        cores = usable_cores() if cores is None else cores
+        cores = _usable_cores() if cores is None else cores
         self._bulk = _background_session(model, cores) if cores > 1 else self._session
         self._input = self._session.get_inputs()[0].name
 
