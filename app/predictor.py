@@ -79,22 +79,40 @@ def _session(model: bytes, threads: int) -> ort.InferenceSession:
 
 
 def _background_session(model: bytes, threads: int) -> ort.InferenceSession:
-    """A session whose `threads - 1` pool threads run at the lowest CPU priority: they are
-    started from a thread at that priority, which they inherit. The calling thread does its
-    share of every call at its own priority."""
+    """A session whose `threads` pool threads run at the lowest CPU priority: they are started
+    from a thread at that priority, which they inherit. Run it with `_run_in_pool`, so they do
+    all of the work."""
+    # ONNX Runtime counts the calling thread as one of the intra-op threads.
     with ThreadPoolExecutor(1, initializer=_lowest_cpu_priority) as builder:
-        return builder.submit(_session, model, threads).result()
+        return builder.submit(_session, model, threads + 1).result()
+
+
+def _run_in_pool(session: ort.InferenceSession, feed: dict[str, np.ndarray]) -> np.ndarray:
+    """The session's first output for `feed`, computed by its pool threads while the calling
+    thread waits (holding no GIL, using no CPU)."""
+    done = threading.Event()
+    result: list[tuple[list[np.ndarray], str]] = []
+
+    def finished(outputs: list[np.ndarray], _: object, error: str) -> None:
+        result.append((outputs, error))
+        done.set()
+
+    session.run_async(None, feed, finished, None)
+    done.wait()
+    outputs, error = result[0]
+    if error:
+        raise RuntimeError(f"ONNX Runtime: {error}")
+    return np.asarray(outputs[0])
 
 
 class OnnxRuntime:
     """ONNX Runtime on the CPU, built from the verified bytes of `model.onnx`: one session for
-    small batches and, on a machine with several cores, one for big batches that spreads each
-    call over every core.
+    small batches and one for big batches, computed on every core at the lowest CPU priority.
 
     The small-batch session has one thread: a request's compute is too little to split, and
     scaling out is uvicorn workers, one per core (docs/decisions/0006-onnx-runtime-one-thread.md).
-    The big-batch session's extra threads run at the lowest CPU priority, so a long /forecast
-    uses the cores nothing else needs while the event loop and light requests keep theirs
+    The big-batch session's threads do the whole of a long /forecast's model work on the cores
+    nothing else needs, so the event loop and light requests keep theirs
     (docs/decisions/0017-big-batches-on-idle-cores.md).
     """
 
@@ -107,8 +125,7 @@ class OnnxRuntime:
         # file's sha256 and loading it.
         model = bundle.read_verified(ONNX_FILE)
         self._session = _session(model, 1)
-        cores = _usable_cores() if cores is None else cores
-        self._bulk = _background_session(model, cores) if cores > 1 else self._session
+        self._bulk = _background_session(model, _usable_cores() if cores is None else cores)
         self._input = self._session.get_inputs()[0].name
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
@@ -117,7 +134,7 @@ class OnnxRuntime:
             return np.asarray(self._session.run(None, {self._input: inputs})[0])
         return np.concatenate(
             [
-                self._bulk.run(None, {self._input: inputs[start : start + ONNX_CHUNK]})[0]
+                _run_in_pool(self._bulk, {self._input: inputs[start : start + ONNX_CHUNK]})
                 for start in range(0, len(inputs), ONNX_CHUNK)
             ]
         )
