@@ -56,8 +56,7 @@ def _usable_cores() -> int:
 class BackgroundCores:
     """One thread per core, at the lowest CPU priority, for the model calls of big batches: a
     long /forecast uses every core nothing else needs, and the event loop and light requests
-    take any of them back the moment they have work
-    (docs/decisions/0017-big-batches-on-idle-cores.md).
+    get ~98 % of any core they need (docs/decisions/0017-big-batches-on-idle-cores.md).
 
     Only the runtime's call runs here, which holds no GIL while it computes: a thread at the
     lowest priority must not hold the GIL the event loop is waiting for.
