@@ -6,7 +6,12 @@ its constructor, so the serving process never imports it unless PREDICTOR_BACKEN
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,9 +34,64 @@ from model_store import (
 # largest buffers it ever needed, so chunks bound the memory
 # (docs/decisions/0003-128-window-chunks.md).
 ONNX_CHUNK = 128
-# Windows encoded, run and decoded this many at a time, so a long CSV's float copies stay a few
-# MB whatever its length.
-PREDICT_CHUNK = 4096
+# Windows encoded, run and decoded this many at a time (one background job), so a long CSV's
+# float copies stay small whatever its length and the jobs spread evenly over the cores.
+PREDICT_CHUNK = 1024
+LOWEST_NICE = 19
+
+
+def _lowest_cpu_priority() -> None:
+    """Give the calling thread the lowest nice value, 19 (on Linux nice is per thread): under
+    contention a nice-0 thread, such as the event loop's, gets ~98 % of a core against it."""
+    with contextlib.suppress(OSError, AttributeError):  # refused, or not POSIX: as it is
+        os.setpriority(os.PRIO_PROCESS, 0, LOWEST_NICE)
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+class BackgroundCores:
+    """One thread per core, at the lowest CPU priority, for the model calls of big batches: a
+    long /forecast uses every core nothing else needs, and the event loop and light requests
+    get ~98 % of any core they need (docs/decisions/0019-big-batches-on-idle-cores.md).
+
+    Only the runtime's call runs here, which holds no GIL while it computes: a thread at the
+    lowest priority must not hold the GIL the event loop is waiting for.
+    """
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        # Threads start on first use, so importing this module starts none.
+        self._executor = ThreadPoolExecutor(
+            threads, thread_name_prefix="background-inference", initializer=_lowest_cpu_priority
+        )
+
+    def run_all(
+        self,
+        call: Callable[[np.ndarray], np.ndarray],
+        inputs: Iterable[np.ndarray],
+        collect: Callable[[np.ndarray], None],
+    ) -> None:
+        """`collect(call(x))` for every `x` of `inputs`, in order: the calls on the background
+        threads, at most two per thread in flight (so only a few chunks' inputs and outputs
+        exist at once), `collect` in the calling thread."""
+        in_flight: deque[Future[np.ndarray]] = deque()
+        try:
+            for item in inputs:
+                in_flight.append(self._executor.submit(call, item))
+                if len(in_flight) > 2 * self.threads:
+                    collect(in_flight.popleft().result())
+            while in_flight:
+                collect(in_flight.popleft().result())
+        finally:
+            for future in in_flight:  # after an error: drop the calls not yet started
+                future.cancel()
+
+
+BACKGROUND = BackgroundCores(_usable_cores())
 
 
 class Runtime(Protocol):
@@ -177,14 +237,11 @@ class Predictor:
             raise InvalidInputError(
                 f"each window must hold {self.window} closes (got shape {list(windows.shape)})"
             )
-        closes = np.empty(len(windows), dtype=np.float64)
-        scales = None if self._scale is None else np.empty(len(windows), dtype=np.float64)
-        for start in range(0, len(windows), PREDICT_CHUNK):
-            chunk = windows[start : start + PREDICT_CHUNK]
-            span = slice(start, start + len(chunk))
-            closes[span], chunk_scales = self._run(chunk)
-            if scales is not None and chunk_scales is not None:
-                scales[span] = chunk_scales
+        outputs = self._run_all(windows)
+        closes = np.concatenate([np.empty(0), *(chunk_closes for chunk_closes, _ in outputs)])
+        scales = None
+        if self._scale is not None:
+            scales = np.concatenate([np.empty(0), *(chunk_scales for _, chunk_scales in outputs)])
         bad = np.flatnonzero(~np.isfinite(closes))
         if scales is not None:
             bad = np.union1d(bad, np.flatnonzero(~np.isfinite(scales)))
@@ -195,11 +252,37 @@ class Predictor:
             )
         return Predictions(closes, scales)
 
-    def _run(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """One model call: decoded closes and (with a scale output) relative scales."""
+    def _run_all(self, windows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Decoded outputs for `windows`: a short batch in one call in this thread, a long one
+        PREDICT_CHUNK windows at a time, encoded and decoded here, run on the background cores
+        (with ONNX Runtime)."""
+        if len(windows) == 0:
+            return []
+        if len(windows) <= ONNX_CHUNK:
+            return [self._decode(self.runtime.run(self._encode(windows)), windows)]
+        chunks = [
+            windows[start : start + PREDICT_CHUNK]
+            for start in range(0, len(windows), PREDICT_CHUNK)
+        ]
+        if not self.runtime.inline:  # Keras holds the GIL as it runs: not on an idle thread
+            return [self._decode(self.runtime.run(self._encode(chunk)), chunk) for chunk in chunks]
+        decoded: list[tuple[np.ndarray, np.ndarray | None]] = []
+
+        def collect(outputs: np.ndarray) -> None:
+            decoded.append(self._decode(outputs, chunks[len(decoded)]))
+
+        BACKGROUND.run_all(self.runtime.run, (self._encode(chunk) for chunk in chunks), collect)
+        return decoded
+
+    def _encode(self, chunk: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):
-            inputs = self.encoding.encode(chunk)
-        outputs = np.asarray(self.runtime.run(inputs))
+            return self.encoding.encode(chunk)
+
+    def _decode(
+        self, outputs: np.ndarray, chunk: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Decoded closes and (with a scale output) relative scales from one model call."""
+        outputs = np.asarray(outputs)
         # The point forecast is column 0; a scaled bundle's graph adds its scale as column 1.
         closes = self.encoding.decode(outputs[:, :1], chunk)
         if self._scale is None:

@@ -14,8 +14,10 @@ The CSV is generated (a random walk, Yahoo's columns and number format), never r
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
+import resource
 import selectors
 import socket
 import threading
@@ -23,6 +25,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -88,6 +92,41 @@ class Burst:
     livez_ms: list[float] = field(default_factory=list)
     livez_failures: int = 0
     upload_seconds: list[float] = field(default_factory=list)
+    cpu: CpuMeter | None = None
+
+
+class CpuMeter:
+    """CPU seconds used over a span by the server and by the load generators (wrk, the prober
+    and this process' uploaders), which share the machine's cores with it."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        self.wall = self.server_cpu = self.clients_cpu = 0.0
+
+    @staticmethod
+    def _clients() -> float:
+        own, children = (
+            resource.getrusage(resource.RUSAGE_SELF),
+            resource.getrusage(resource.RUSAGE_CHILDREN),
+        )
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    def __enter__(self) -> CpuMeter:
+        self._started = (time.perf_counter(), self.server.cpu_seconds(), self._clients())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall, server, clients = self._started
+        self.wall = time.perf_counter() - wall
+        self.server_cpu = self.server.cpu_seconds() - server
+        self.clients_cpu = self._clients() - clients
+
+    def summary(self) -> str:
+        cores = os.cpu_count() or 1
+        return (
+            f"server {self.server_cpu / self.wall:.2f} cores, load generators "
+            f"{self.clients_cpu / self.wall:.2f} cores, of {cores}"
+        )
 
 
 def upload_loop(server: Server, data: bytes, reference: bytes, until: float, burst: Burst) -> None:
@@ -117,16 +156,45 @@ def upload_loop(server: Server, data: bytes, reference: bytes, until: float, bur
                 burst.statuses[f"{answer.status_code} {code}"] += 1
 
 
-def livez_loop(server: Server, stop: threading.Event, burst: Burst) -> None:
-    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+def livez_probe(base_url: str, stop: EventType, latencies: Connection) -> None:
+    """GET /livez every 50 ms until `stop`; sends the list of (milliseconds, ok) when done.
+
+    It runs in a process of its own: in a thread beside the 16 uploaders it would wait for
+    their GIL and measure the benchmark, not the server."""
+    samples: list[tuple[float, bool]] = []
+    with httpx.Client(base_url=base_url, timeout=30) as client:
         while not stop.wait(0.05):
             started = time.perf_counter()
             try:
                 ok = client.get("/livez").status_code == 200
             except httpx.HTTPError:
                 ok = False
-            burst.livez_ms.append((time.perf_counter() - started) * 1000)
-            burst.livez_failures += not ok
+            samples.append(((time.perf_counter() - started) * 1000, ok))
+    latencies.send(samples)
+
+
+class LivezProber:
+    """The /livez probe process, started and stopped as a context manager."""
+
+    def __init__(self, server: Server, burst: Burst):
+        context = multiprocessing.get_context("spawn")
+        self.burst = burst
+        self._stop = context.Event()
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=livez_probe, args=(server.base_url, self._stop, send), daemon=True
+        )
+
+    def __enter__(self) -> LivezProber:
+        self._process.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        samples = self._receive.recv()
+        self._process.join()
+        self.burst.livez_ms = [ms for ms, _ in samples]
+        self.burst.livez_failures = sum(not ok for _, ok in samples)
 
 
 def run_burst(
@@ -144,20 +212,21 @@ def run_burst(
             )
         )
     )
-    stop = threading.Event()
-    prober = threading.Thread(target=livez_loop, args=(server, stop, burst))
     until = time.monotonic() + seconds
     clients = [
         threading.Thread(target=upload_loop, args=(server, data, reference, until, burst))
         for _ in range(uploaders)
     ]
-    with RssSampler(server, interval_s=0.05) as sampler:
-        for thread in (wrk, prober, *clients):
+    with (
+        RssSampler(server, interval_s=0.05) as sampler,
+        CpuMeter(server) as cpu,
+        LivezProber(server, burst),
+    ):
+        for thread in (wrk, *clients):
             thread.start()
         for thread in (wrk, *clients):
             thread.join()
-        stop.set()
-        prober.join()
+    burst.cpu = cpu
     return burst, wrk_result[0], sampler.samples
 
 
@@ -320,6 +389,11 @@ def main() -> int:
         f"p99 {calm_livez:.1f} ms. Under the burst: /predict p99 x"
         f"{wrk.p99_ms / calm_wrk.p99_ms:.1f}, {wrk.requests_per_s:.0f} req/s; /livez p99 x"
         f"{percentile(burst.livez_ms, 99) / calm_livez:.1f}.",
+        "",
+        "CPU used, from the server's and the load generators' own counters (the load generators "
+        "are wrk, the /livez probe process and the uploaders; they share the cores with the "
+        f"server): without uploads {calm.cpu.summary() if calm.cpu else 'n/a'}; during the burst "
+        f"{burst.cpu.summary() if burst.cpu else 'n/a'}.",
         "",
     ]  # fmt: skip
     args.out.write_text("\n".join(lines))

@@ -7,6 +7,7 @@ import codecs
 import csv
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -18,6 +19,8 @@ DATE_COLUMN = "Date"
 NULL_TOKEN = "null"  # what Yahoo writes for a day without prices
 # The numpy parser leaves wider date or price cells to the general one.
 MAX_CELL_CHARS = 40
+# Cells converted per numpy call by the numpy parser (a few ms of work each).
+CONVERT_ROWS = 16384
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,18 @@ def parse_plain_csv(data: bytes, column: str = "Close") -> PriceSeries | None:
     return _plain_series(day_cells, value_cells, rows, header[value_index].strip())
 
 
+def _in_blocks(convert: Callable[[np.ndarray], np.ndarray], cells: np.ndarray) -> np.ndarray:
+    """`convert(cells)`, CONVERT_ROWS cells at a time: a conversion holds the GIL throughout,
+    and a server's event loop waits for it."""
+    return np.concatenate(
+        [
+            convert(cells[start : start + CONVERT_ROWS])
+            for start in range(0, len(cells), CONVERT_ROWS)
+        ]
+        or [convert(cells)]
+    )
+
+
 def _plain_series(
     day_cells: np.ndarray, value_cells: np.ndarray, rows: np.ndarray, column_name: str
 ) -> PriceSeries | None:
@@ -240,13 +255,13 @@ def _plain_series(
     numerals = (digits[:, [0, 1, 2, 3, 5, 6, 8, 9]] >= ord("0")) & (
         digits[:, [0, 1, 2, 3, 5, 6, 8, 9]] <= ord("9")
     )
-    is_null = np.char.lower(value_cells) == NULL_TOKEN.encode()
-    odd = np.char.find(value_cells, b"_") >= 0
+    is_null = _in_blocks(lambda cells: np.char.lower(cells) == NULL_TOKEN.encode(), value_cells)
+    odd = _in_blocks(lambda cells: np.char.find(cells, b"_") >= 0, value_cells)
     if not (separators.all() and numerals.all()) or odd.any() or is_null.all():
         return None
     try:
-        dates = day_cells.astype("datetime64[D]")
-        values = value_cells[~is_null].astype(np.float64)
+        dates = _in_blocks(lambda cells: cells.astype("datetime64[D]"), day_cells)
+        values = _in_blocks(lambda cells: cells.astype(np.float64), value_cells[~is_null])
     except ValueError:
         return None
     if not np.all(np.isfinite(values) & (values > 0.0)) or dates.min() < np.datetime64(

@@ -12,7 +12,7 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/livez", response_model=Liveness)
-def livez() -> Liveness:
+async def livez() -> Liveness:
     """The process answers (says nothing about the model)."""
     return Liveness()
 
@@ -22,13 +22,13 @@ def livez() -> Liveness:
     response_model=Readiness,
     responses={503: {"model": ErrorResponse, "description": "Not ready, with the reason"}},
 )
-def readyz(predictor: PredictorDep) -> Readiness:
+async def readyz(predictor: PredictorDep) -> Readiness:
     """A verified bundle is loaded and warmed up; 503 with the reason until then."""
     return Readiness(model=ModelRef(name=predictor.name, version=predictor.version))
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(service_metrics: MetricsDep) -> Response:
+async def metrics(service_metrics: MetricsDep) -> Response:
     """Prometheus text format: requests by route and status, latency, predictions, the served
     version, load failures."""
     return Response(generate_latest(service_metrics.registry), media_type=CONTENT_TYPE_LATEST)

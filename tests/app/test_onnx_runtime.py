@@ -1,12 +1,26 @@
-"""OnnxRuntime on large batches: chunked calls give the one-call answers and bounded memory."""
+"""OnnxRuntime on large batches: chunked calls give the one-call answers and bounded memory, and
+big batches run on threads at the lowest priority."""
 
 from __future__ import annotations
+
+import os
+import sys
+import threading
 
 import numpy as np
 import onnxruntime as ort
 import psutil
+import pytest
 
-from app.predictor import ONNX_CHUNK, ONNX_FILE, OnnxRuntime
+from app.predictor import (
+    BACKGROUND,
+    LOWEST_NICE,
+    ONNX_CHUNK,
+    ONNX_FILE,
+    PREDICT_CHUNK,
+    OnnxRuntime,
+    Predictor,
+)
 from app.settings import DEFAULT_STORE_DIR
 from model_store import Bundle, ModelStore
 
@@ -48,3 +62,24 @@ def test_a_10000_window_batch_leaves_the_memory_where_it_was() -> None:
 
     assert outputs.shape == (10_000, 1) and np.isfinite(outputs).all()
     assert rss_mb() - before < 60.0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a nice value per thread is Linux's")
+def test_a_big_batch_runs_on_lowest_priority_threads_with_the_same_answers(
+    tiny_bundle: Bundle,
+) -> None:
+    predictor = Predictor(tiny_bundle, OnnxRuntime(tiny_bundle))
+    context = tiny_bundle.context_closes[-tiny_bundle.window :]
+    windows = np.stack([context * (1.0 + 0.0005 * (i % 200)) for i in range(3 * PREDICT_CHUNK + 5)])
+
+    big = predictor.forecast(windows)
+
+    workers = [t for t in threading.enumerate() if t.name.startswith("background-inference")]
+    assert workers and len(workers) <= BACKGROUND.threads
+    assert all(os.getpriority(os.PRIO_PROCESS, t.native_id or 0) == LOWEST_NICE for t in workers)
+    assert os.getpriority(os.PRIO_PROCESS, 0) < LOWEST_NICE  # the thread that asked stays as is
+    # Batches of at most ONNX_CHUNK windows run in the calling thread: the same bits.
+    alone = [
+        predictor.forecast(windows[i : i + ONNX_CHUNK]) for i in range(0, len(windows), ONNX_CHUNK)
+    ]
+    assert np.array_equal(big.closes, np.concatenate([a.closes for a in alone]))
