@@ -9,7 +9,7 @@ STORE  ?= models
 NAME   ?= fb-lstm
 
 .PHONY: run test browser container-engine base-image lint deploy-lint train demo-bundle demo-aapl \
-	serve-deps dev-deps clean soak audit stress model-quality bench bench-models
+	serve-deps dev-deps clean soak audit stress model-quality bench bench-models peer-kserve
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,17 @@ $(VENV)/.dev-installed: requirements/dev.txt pyproject.toml | $(BIN)/python
 
 serve-deps: $(VENV)/.serve-installed
 dev-deps: $(VENV)/.dev-installed
+
+# KServe, the benchmark's closest peer, in a venv of its own (its dependencies never meet the
+# project's); `make bench` runs it from the repo root, so bench/peers and model_store import as is.
+PEER_VENVS ?= .venv-peers
+$(PEER_VENVS)/kserve/.installed: requirements/peer-kserve.txt
+	$(PYTHON) -m venv $(PEER_VENVS)/kserve
+	$(PEER_VENVS)/kserve/bin/python -m pip install --quiet --upgrade pip
+	$(PEER_VENVS)/kserve/bin/pip install --quiet -r requirements/peer-kserve.txt
+	touch $@
+
+peer-kserve: $(PEER_VENVS)/kserve/.installed
 
 # Serves every model of the demo store (MODELS=*), fb-lstm the default; docs/models.md.
 MODELS ?= *
@@ -151,4 +162,4 @@ audit: dev-deps
 		--progress-spinner off
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) $(PEER_VENVS) .pytest_cache .mypy_cache .ruff_cache test-artifacts
