@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +168,7 @@ def peer_server(peer: Peer, served: Served, log_path: Path, kserve_python: Path)
 
 def measure(
     label: str,
-    start: Any,
+    start: Callable[[], Server],
     routes: list[str],
     served: Served,
     plan: PeerPlan,
@@ -248,7 +252,7 @@ def compare_peers(
     for peer in peers:
         ours = measure(
             f"ours (before {peer.key})",
-            lambda: our_server(served, scratch / "ours.log"),
+            partial(our_server, served, scratch / "ours.log"),
             ours_routes,
             served,
             plan,
@@ -256,7 +260,7 @@ def compare_peers(
         )
         theirs = measure(
             peer.label,
-            lambda peer=peer: peer_server(peer, served, scratch / f"{peer.key}.log", kserve_python),
+            partial(peer_server, peer, served, scratch / f"{peer.key}.log", kserve_python),
             [peer.route.format(name=served.name)],
             served,
             plan,
@@ -315,13 +319,14 @@ def targets(
         ("constant", "wrk_rps", ">=", 0.6, "req/s c32, ours / the constant floor's"),
         ("constant", "seq_p50_ms", "<=", 1.3, "sequential p50, ours / the constant floor's"),
     ):
-        for route in OUR_ROUTES:
+        for template in OUR_ROUTES:
+            route = template.format(name=name)
             what = f"{verb}, `{route}`"
             sitting = by_peer.get(peer)
             if sitting is None:
                 found.append(Target(what, "not measured", f"{sign} {limit}x", None))
                 continue
-            ours = sitting.ours.routes[route.format(name=name)]
+            ours = sitting.ours.routes[route]
             value = ratio(ours, next(iter(sitting.theirs.routes.values())), figure)
             met = value >= limit if sign == ">=" else value <= limit
             found.append(Target(what, f"{value:.2f}x", f"{sign} {limit}x", met))
@@ -409,8 +414,29 @@ def targets_table(found: list[Target]) -> list[str]:
     return lines
 
 
+def peer_versions(kserve_python: Path, peers: list[Peer]) -> str:
+    """What the peers ran on: this venv's FastAPI and uvicorn, and KServe's venv when used."""
+    packages = ("fastapi", "uvicorn", "onnxruntime")
+    found = [f"this venv: {', '.join(f'{p} {metadata.version(p)}' for p in packages)}"]
+    if any(not peer.uvicorn for peer in peers):
+        script = (
+            "from importlib.metadata import version; "
+            f"print(', '.join(p + ' ' + version(p) for p in {('kserve', *packages)!r}))"
+        )
+        completed = subprocess.run(
+            [str(kserve_python), "-c", script], capture_output=True, text=True, check=True
+        )
+        found.append(f"KServe's venv: {completed.stdout.strip()}")
+    return "; ".join(found)
+
+
 def section(
-    sittings: list[Sitting], problems: list[str], found: list[Target], plan: PeerPlan, name: str
+    sittings: list[Sitting],
+    problems: list[str],
+    found: list[Target],
+    plan: PeerPlan,
+    name: str,
+    versions: str,
 ) -> list[str]:
     """The peer comparison's part of bench/RESULTS.md."""
     lines = [
@@ -433,42 +459,46 @@ def section(
     ]
     if problems:
         lines += ["Answers that differ:", "", *(f"- {problem}" for problem in problems), ""]
+    peers = "; ".join(
+        f"{s.peer.label} (`{s.peer.module}`, `POST {s.peer.route.format(name=name)}`)"
+        for s in sittings
+    )
     lines += [
         "### How the peers were measured",
         "",
-        "- the peers: "
-        + "; ".join(
-            f"{s.peer.label} (`{s.peer.module}`, `{s.peer.route.format(name=name)}`)"
-            for s in sittings
-        )
-        + ". Each serves the bundle's `model.onnx` with model_store's encoding and intervals and app/predictor.py's ONNX Runtime options (one intra-op thread) and answers our single-window `/predict` body; every server keeps its own defaults otherwise (access log on).",
-        '- every server gets the same request bytes: `{"closes": [40 closes]}`; KServe on its own v1 route, which hands the decoded JSON to the model\'s `predict`.',
-        f"- cold start: {plan.cold_starts} spawns per server, spawn to the first 200 of its readiness route (polled every 2 ms); RSS after {plan.warmup_requests} warm-up requests.",
-        f"- sequential: {plan.sequential_runs} runs of {plan.sequential_requests} requests on one keep-alive connection, per route.",
-        f"- throughput: `wrk -t1 -c{plan.wrk_connections} -d{plan.wrk_seconds}s`, {plan.wrk_runs} runs per route (our two routes alternating); errors = socket errors + non-2xx, summed over the runs. Every other figure is the median of its runs.",
-        "- answers: every server answers the January 2020 windows one request each; a peer's answers must equal our `/predict`'s exactly, and so must our per-model route's.",
+        f"- the peers: {peers}. Each serves the bundle's `model.onnx` with model_store's "
+        "encoding and intervals and app/predictor.py's ONNX Runtime session options (one "
+        "intra-op thread), and answers with our single-window `/predict` body; otherwise every "
+        "server runs with its own defaults (access log on).",
+        f"- versions: {versions}.",
+        '- every server gets the same request bytes, `{"closes": [40 closes]}`; KServe on its '
+        "own v1 route, which hands the decoded JSON to the model's `predict`.",
+        f"- cold start: {plan.cold_starts} spawn(s) per server, from just before the spawn to "
+        "the first 200 of its readiness route (polled every 2 ms); RSS after "
+        f"{plan.warmup_requests} warm-up requests.",
+        f"- sequential: {plan.sequential_runs} run(s) of {plan.sequential_requests} requests on "
+        "one keep-alive connection, per route; p50 and p99 per run.",
+        f"- throughput: `wrk -t1 -c{plan.wrk_connections} -d{plan.wrk_seconds}s`, "
+        f"{plan.wrk_runs} run(s) per route (our two routes alternating); errors = socket errors "
+        "+ non-2xx, summed over the runs. Every other figure is the median of its runs.",
+        "- answers: every server answers the January 2020 windows, one request each; a peer's "
+        "answers must equal our `/predict`'s exactly, and so must our per-model route's.",
         "",
         "All runs (every value, before taking the median):",
         "",
         "```json",
-        json.dumps(
-            [
-                {
-                    "peer": sitting.peer.key,
-                    "ours": {
-                        "server": sitting.ours.server.runs,
-                        **{r: v.runs for r, v in sitting.ours.routes.items()},
-                    },
-                    "theirs": {
-                        "server": sitting.theirs.server.runs,
-                        **{r: v.runs for r, v in sitting.theirs.routes.items()},
-                    },
-                }
-                for sitting in sittings
-            ],
-            indent=1,
-        ),
+        json.dumps([sitting_runs(sitting) for sitting in sittings], indent=1),
         "```",
         "",
     ]
     return lines
+
+
+def sitting_runs(sitting: Sitting) -> dict[str, Any]:
+    """Every value of one sitting, for the results file."""
+
+    def runs(measured: Measured) -> dict[str, Any]:
+        routes = {route: result.runs for route, result in measured.routes.items()}
+        return {"label": measured.label, "server": measured.server.runs, **routes}
+
+    return {"peer": sitting.peer.key, "ours": runs(sitting.ours), "theirs": runs(sitting.theirs)}

@@ -593,7 +593,8 @@ def main(argv: list[str] | None = None) -> int:
 
     problems = compare.answers_agree(sittings)
     found = compare.targets(sittings, problems, args.name)
-    peer_lines = compare.section(sittings, problems, found, peer_plan, args.name)
+    versions = compare.peer_versions(args.kserve_python, args.peers)
+    peer_lines = compare.section(sittings, problems, found, peer_plan, args.name, versions)
     print("\n" + "\n".join(compare.targets_table(found)))
     sections = [header_lines(args, commit, (load_at_start, os.getloadavg()[0])), peer_lines]
     failed = bool(problems)
