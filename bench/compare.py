@@ -141,7 +141,9 @@ def our_server(served: Served, log_path: Path) -> Server:
     return app_server(settings, log_path, poll_s=0.002)
 
 
-def peer_server(peer: Peer, served: Served, log_path: Path, kserve_python: Path) -> Server:
+def peer_server(
+    peer: Peer, served: Served, log_path: Path, kserve_python: Path = KSERVE_PYTHON
+) -> Server:
     """`peer` on a free port with its defaults, serving `bundle`."""
     port = free_port()
     if peer.uvicorn:
