@@ -25,7 +25,7 @@ from bench.peers.model import NAME_ENV, STORE_ENV, VERSION_ENV
 from bench.record import BackendResult, log
 from bench.server import HOST, REPO_ROOT, Server, app_server, free_port
 
-KSERVE_PYTHON = REPO_ROOT / ".venv-peers" / "kserve" / "bin" / "python"
+PEER_VENVS = REPO_ROOT / ".venv-peers"  # one venv per heavy peer, `make peer-<venv>`
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,23 @@ class Peer:
     key: str
     label: str
     route: str  # `{name}` is the model's name
-    ready_path: str
-    module: str  # an ASGI app for uvicorn, or a module run with `python -m`
-    uvicorn: bool = True
+    ready_path: str  # likewise
+    argv: tuple[str, ...]  # after the interpreter; `{port}` and `{name}` are filled in
+    venv: str | None = None  # its own venv in PEER_VENVS, or None for the project's
     same_answers: bool = True  # False for the constant, which answers no question
+
+    def python(self, venvs: Path) -> Path:
+        """The interpreter that runs this peer."""
+        return Path(sys.executable) if self.venv is None else venvs / self.venv / "bin" / "python"
+
+    def shown_command(self) -> str:
+        """The command line as the results file shows it, without this machine's paths."""
+        python = "python" if self.venv is None else f"{PEER_VENVS.name}/{self.venv}/bin/python"
+        return " ".join([python, *self.argv])
+
+
+def _uvicorn(app: str) -> tuple[str, ...]:
+    return ("-m", "uvicorn", app, "--host", HOST, "--port", "{port}")
 
 
 PEERS = {
@@ -49,14 +62,14 @@ PEERS = {
             "plain FastAPI app, model inline",
             "/predict",
             "/openapi.json",
-            "bench.peers.fastapi_inline:app",
+            _uvicorn("bench.peers.fastapi_inline:app"),
         ),
         Peer(
             "constant",
             "FastAPI endpoint returning a constant",
             "/predict",
             "/openapi.json",
-            "bench.peers.constant:app",
+            _uvicorn("bench.peers.constant:app"),
             same_answers=False,
         ),
         Peer(
@@ -64,8 +77,8 @@ PEERS = {
             "KServe ModelServer",
             "/v1/models/{name}:predict",
             "/v1/models/{name}",
-            "bench.peers.kserve_server",
-            uvicorn=False,
+            ("-m", "bench.peers.kserve_server", "--http_port", "{port}", "--model_name", "{name}"),
+            venv="kserve",
         ),
     )
 }
@@ -141,17 +154,11 @@ def our_server(served: Served, log_path: Path) -> Server:
     return app_server(settings, log_path, poll_s=0.002)
 
 
-def peer_server(
-    peer: Peer, served: Served, log_path: Path, kserve_python: Path = KSERVE_PYTHON
-) -> Server:
-    """`peer` on a free port with its defaults, serving `bundle`."""
+def peer_server(peer: Peer, served: Served, log_path: Path, venvs: Path = PEER_VENVS) -> Server:
+    """`peer` on a free port with its defaults, serving `served`."""
     port = free_port()
-    if peer.uvicorn:
-        command = [sys.executable, "-m", "uvicorn", peer.module, "--host", HOST]
-        command += ["--port", str(port)]
-    else:
-        command = [str(kserve_python), "-m", peer.module, "--http_port", str(port)]
-        command += ["--model_name", served.name]
+    argv = [arg.format(port=port, name=served.name) for arg in peer.argv]
+    command = [str(peer.python(venvs)), *argv]
     env = {
         **os.environ,
         STORE_ENV: str(served.store),
@@ -246,7 +253,7 @@ def answers(server: Server, route: str, windows: list[list[float]]) -> list[Any]
 
 
 def compare_peers(
-    peers: list[Peer], served: Served, plan: PeerPlan, scratch: Path, kserve_python: Path
+    peers: list[Peer], served: Served, plan: PeerPlan, scratch: Path, venvs: Path
 ) -> list[Sitting]:
     """For each peer: our server on both routes, then the peer, one server at a time."""
     ours_routes = [route.format(name=served.name) for route in OUR_ROUTES]
@@ -262,7 +269,7 @@ def compare_peers(
         )
         theirs = measure(
             peer.label,
-            partial(peer_server, peer, served, scratch / f"{peer.key}.log", kserve_python),
+            partial(peer_server, peer, served, scratch / f"{peer.key}.log", venvs),
             [peer.route.format(name=served.name)],
             served,
             plan,
@@ -416,19 +423,24 @@ def targets_table(found: list[Target]) -> list[str]:
     return lines
 
 
-def peer_versions(kserve_python: Path, peers: list[Peer]) -> str:
-    """What the peers ran on: this venv's FastAPI and uvicorn, and KServe's venv when used."""
-    packages = ("fastapi", "uvicorn", "onnxruntime")
+def peer_versions(peers: list[Peer], venvs: Path) -> str:
+    """What the servers ran on: this venv's FastAPI, uvicorn and ONNX Runtime, and each peer
+    venv's packages of the same names plus the peer's own."""
+    script = (
+        "import sys; from importlib.metadata import version; "
+        "print(', '.join(p + ' ' + version(p) for p in sys.argv[1:]))"
+    )
+    packages = ["fastapi", "uvicorn", "onnxruntime"]
     found = [f"this venv: {', '.join(f'{p} {metadata.version(p)}' for p in packages)}"]
-    if any(not peer.uvicorn for peer in peers):
-        script = (
-            "from importlib.metadata import version; "
-            f"print(', '.join(p + ' ' + version(p) for p in {('kserve', *packages)!r}))"
-        )
-        completed = subprocess.run(
-            [str(kserve_python), "-c", script], capture_output=True, text=True, check=True
-        )
-        found.append(f"KServe's venv: {completed.stdout.strip()}")
+    for peer in peers:
+        if peer.venv is not None:
+            completed = subprocess.run(
+                [str(peer.python(venvs)), "-c", script, peer.venv, *packages],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            found.append(f"{peer.label}'s venv: {completed.stdout.strip()}")
     return "; ".join(found)
 
 
@@ -462,7 +474,7 @@ def section(
     if problems:
         lines += ["Answers that differ:", "", *(f"- {problem}" for problem in problems), ""]
     peers = "; ".join(
-        f"{s.peer.label} (`{s.peer.module}`, `POST {s.peer.route.format(name=name)}`)"
+        f"{s.peer.label}: `{s.peer.shown_command()}`, `POST {s.peer.route.format(name=name)}`"
         for s in sittings
     )
     lines += [
@@ -471,7 +483,8 @@ def section(
         f"- the peers: {peers}. Each serves the bundle's `model.onnx` with model_store's "
         "encoding and intervals and app/predictor.py's ONNX Runtime session options (one "
         "intra-op thread), and answers with our single-window `/predict` body; otherwise every "
-        "server runs with its own defaults (access log on).",
+        "server runs with its own defaults (access log on; KServe with its per-request latency "
+        "log, and without its gRPC server, which is not measured).",
         f"- versions: {versions}.",
         '- every server gets the same request bytes, `{"closes": [40 closes]}`; KServe on its '
         "own v1 route, which hands the decoded JSON to the model's `predict`.",

@@ -505,10 +505,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma-separated peers to compare with (default: {','.join(compare.PEERS)})",
     )
     parser.add_argument(
-        "--kserve-python",
+        "--peer-venvs",
         type=Path,
-        default=compare.KSERVE_PYTHON,
-        help="the interpreter of KServe's own venv (make peer-kserve)",
+        default=compare.PEER_VENVS,
+        help="folder of the peers' own venvs (make peer-kserve)",
     )
     parser.add_argument(
         "--keras",
@@ -575,12 +575,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log(f"bundle {args.name} v{args.version}; data from {args.data}")
 
-    if any(not peer.uvicorn for peer in args.peers) and not args.kserve_python.exists():
-        print(
-            f"bench: no KServe venv at {args.kserve_python}: run `make peer-kserve`",
-            file=sys.stderr,
-        )
-        return 2
+    for peer in args.peers:
+        if not peer.python(args.peer_venvs).exists():
+            print(
+                f"bench: no venv for {peer.key} in {args.peer_venvs}: run `make peer-{peer.venv}`",
+                file=sys.stderr,
+            )
+            return 2
     served = compare.Served(args.store, args.name, args.version, work.single, work.january_windows)
 
     load_at_start = os.getloadavg()[0]
@@ -588,12 +589,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         scratch = Path(folder)
         peer_plan = compare.QUICK_PEERS if args.quick else compare.PeerPlan()
-        sittings = compare.compare_peers(args.peers, served, peer_plan, scratch, args.kserve_python)
+        sittings = compare.compare_peers(args.peers, served, peer_plan, scratch, args.peer_venvs)
         keras = measure_keras(args, plan, work, scratch) if args.keras else None
 
     problems = compare.answers_agree(sittings)
     found = compare.targets(sittings, problems, args.name)
-    versions = compare.peer_versions(args.kserve_python, args.peers)
+    versions = compare.peer_versions(args.peers, args.peer_venvs)
     peer_lines = compare.section(sittings, problems, found, peer_plan, args.name, versions)
     print("\n" + "\n".join(compare.targets_table(found)))
     sections = [header_lines(args, commit, (load_at_start, os.getloadavg()[0])), peer_lines]
