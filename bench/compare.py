@@ -1,8 +1,8 @@
 """The peer comparison of `make bench`: our server against other servers of the same model.
 
 Every peer (bench/peers) serves the same bundle's `model.onnx` with the same encoding, intervals
-and ONNX Runtime options. Servers run one at a time, each peer right after a fresh run of our own
-server, so each ratio compares two servers measured minutes apart on the same machine.
+and ONNX Runtime options. Servers run one at a time, each round of a peer right after a fresh
+round of our own server, so each ratio compares servers measured under the same machine load.
 """
 
 from __future__ import annotations
@@ -88,25 +88,17 @@ RSS_LIMIT_MB = 110.0  # our server after warm-up, serving the whole demo store
 
 @dataclass(frozen=True)
 class PeerPlan:
-    """How many runs of each measurement, for our server and every peer alike."""
+    """How many rounds (a fresh server each: cold start, RSS, a sequential run and a wrk run per
+    route) and how long each measurement is, for our server and every peer alike."""
 
-    cold_starts: int = 3
-    sequential_runs: int = 3
+    rounds: int = 3
     sequential_requests: int = 2000
-    wrk_runs: int = 3
     wrk_seconds: int = 20
     wrk_connections: int = 32
     warmup_requests: int = 200
 
 
-QUICK_PEERS = PeerPlan(
-    cold_starts=1,
-    sequential_runs=1,
-    sequential_requests=200,
-    wrk_runs=1,
-    wrk_seconds=2,
-    warmup_requests=20,
-)
+QUICK_PEERS = PeerPlan(rounds=1, sequential_requests=200, wrk_seconds=2, warmup_requests=20)
 
 
 @dataclass(frozen=True)
@@ -175,54 +167,47 @@ def peer_server(peer: Peer, served: Served, log_path: Path, venvs: Path = PEER_V
     )
 
 
-def measure(
-    label: str,
-    start: Callable[[], Server],
-    routes: list[str],
-    served: Served,
-    plan: PeerPlan,
-    scratch: Path,
-) -> Measured:
-    """Cold starts, then on the last server: warm-up, RSS, sequential latency and wrk on each
-    route (their wrk runs alternating), and every route's answers to the January windows."""
-    measured = Measured(label, routes={route: BackendResult() for route in routes})
-    for _ in range(plan.cold_starts - 1):
-        with start() as server:
-            measured.server.add("cold_start_s", server.cold_start_s)
+def measure_round(
+    start: Callable[[], Server], served: Served, plan: PeerPlan, scratch: Path, into: Measured
+) -> None:
+    """One fresh server: cold start, warm-up, RSS, one sequential run and one wrk run per
+    route, and (the first time) every route's answers to the January windows."""
+    routes = list(into.routes)
     with start() as server:
-        measured.server.add("cold_start_s", server.cold_start_s)
+        into.server.add("cold_start_s", server.cold_start_s)
         for route in routes:
             load.timed_posts(server.port, route, served.body, load.JSON_HEADERS, 1)
         load.timed_posts(
             server.port, routes[0], served.body, load.JSON_HEADERS, plan.warmup_requests
         )
-        measured.server.add("rss_mb", server.rss_mib())
+        into.server.add("rss_mb", server.rss_mib())
         for route in routes:
-            sequential(server, route, served.body, plan, measured.routes[route])
+            sequential(server, route, served.body, plan, into.routes[route])
         script = load.write_wrk_script(scratch, served.body)
-        for _ in range(plan.wrk_runs):
-            for route in routes:
-                wrk(server, route, script, plan, measured.routes[route])
-        measured.server.add("peak_rss_mb", server.rss_mib())
         for route in routes:
-            measured.answers[route] = answers(server, route, served.windows)
-    summary = ", ".join(
+            wrk(server, route, script, plan, into.routes[route])
+        into.server.add("peak_rss_mb", server.rss_mib())
+        for route in routes:
+            into.answers.setdefault(route, answers(server, route, served.windows))
+
+
+def summary(measured: Measured) -> str:
+    """One progress line of a server's medians."""
+    routes = ", ".join(
         f"{route} {result.median('wrk_rps'):,.0f} req/s, p50 {result.median('seq_p50_ms'):.3f} ms"
         for route, result in measured.routes.items()
     )
-    log(f"{label}: {summary}; RSS {measured.server.median('rss_mb'):.0f} MB")
-    return measured
+    return f"{measured.label}: {routes}; RSS {measured.server.median('rss_mb'):.0f} MB"
 
 
 def sequential(
     server: Server, route: str, body: bytes, plan: PeerPlan, into: BackendResult
 ) -> None:
-    for _ in range(plan.sequential_runs):
-        seconds = load.timed_posts(
-            server.port, route, body, load.JSON_HEADERS, plan.sequential_requests
-        )
-        into.add("seq_p50_ms", np.percentile(seconds, 50) * 1e3)
-        into.add("seq_p99_ms", np.percentile(seconds, 99) * 1e3)
+    seconds = load.timed_posts(
+        server.port, route, body, load.JSON_HEADERS, plan.sequential_requests
+    )
+    into.add("seq_p50_ms", np.percentile(seconds, 50) * 1e3)
+    into.add("seq_p99_ms", np.percentile(seconds, 99) * 1e3)
 
 
 def wrk(server: Server, route: str, script: Path, plan: PeerPlan, into: BackendResult) -> None:
@@ -255,26 +240,23 @@ def answers(server: Server, route: str, windows: list[list[float]]) -> list[Any]
 def compare_peers(
     peers: list[Peer], served: Served, plan: PeerPlan, scratch: Path, venvs: Path
 ) -> list[Sitting]:
-    """For each peer: our server on both routes, then the peer, one server at a time."""
-    ours_routes = [route.format(name=served.name) for route in OUR_ROUTES]
+    """For each peer, rounds of our server on both routes then the peer, one server at a time
+    (ours, peer, ours, peer, ...), so the machine's changing load falls on both alike."""
     sittings = []
     for peer in peers:
-        ours = measure(
-            f"ours (before {peer.key})",
-            partial(our_server, served, scratch / "ours.log"),
-            ours_routes,
-            served,
-            plan,
-            scratch,
+        ours = Measured(
+            f"ours (with {peer.key})",
+            routes={route.format(name=served.name): BackendResult() for route in OUR_ROUTES},
         )
-        theirs = measure(
-            peer.label,
-            partial(peer_server, peer, served, scratch / f"{peer.key}.log", venvs),
-            [peer.route.format(name=served.name)],
-            served,
-            plan,
-            scratch,
-        )
+        theirs = Measured(peer.label, routes={peer.route.format(name=served.name): BackendResult()})
+        for _ in range(plan.rounds):
+            measure_round(
+                partial(our_server, served, scratch / "ours.log"), served, plan, scratch, ours
+            )
+            start = partial(peer_server, peer, served, scratch / f"{peer.key}.log", venvs)
+            measure_round(start, served, plan, scratch, theirs)
+        log(summary(ours))
+        log(summary(theirs))
         sittings.append(Sitting(peer, ours, theirs))
     return sittings
 
@@ -456,8 +438,8 @@ def section(
     lines = [
         "## Peers: the same model behind other servers, one worker each",
         "",
-        "Each peer ran right after a fresh run of our server (`make run`'s command, every model "
-        "of the store loaded), one server at a time.",
+        "Each peer ran in rounds alternating with fresh runs of our server (`make run`'s "
+        "command, every model of the store loaded), one server at a time.",
         "",
         *figures_table(sittings),
         "",
@@ -488,14 +470,13 @@ def section(
         f"- versions: {versions}.",
         '- every server gets the same request bytes, `{"closes": [40 closes]}`; KServe on its '
         "own v1 route, which hands the decoded JSON to the model's `predict`.",
-        f"- cold start: {plan.cold_starts} spawn(s) per server, from just before the spawn to "
-        "the first 200 of its readiness route (polled every 2 ms); RSS after "
-        f"{plan.warmup_requests} warm-up requests.",
-        f"- sequential: {plan.sequential_runs} run(s) of {plan.sequential_requests} requests on "
-        "one keep-alive connection, per route; p50 and p99 per run.",
-        f"- throughput: `wrk -t1 -c{plan.wrk_connections} -d{plan.wrk_seconds}s`, "
-        f"{plan.wrk_runs} run(s) per route (our two routes alternating); errors = socket errors "
-        "+ non-2xx, summed over the runs. Every other figure is the median of its runs.",
+        f"- {plan.rounds} round(s) per peer, alternating: a fresh server of ours, then a fresh "
+        "peer, and so on. Each round: cold start (from just before the spawn to the first 200 "
+        f"of the server's readiness route, polled every 2 ms), RSS after {plan.warmup_requests} "
+        f"warm-up requests, {plan.sequential_requests} sequential requests on one keep-alive "
+        f"connection (p50 and p99), then `wrk -t1 -c{plan.wrk_connections} "
+        f"-d{plan.wrk_seconds}s` on each route. Every figure is the median of its rounds; "
+        "errors (socket errors + non-2xx) are summed over them.",
         "- answers: every server answers the January 2020 windows, one request each; a peer's "
         "answers must equal our `/predict`'s exactly, and so must our per-model route's.",
         "",
