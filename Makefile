@@ -9,7 +9,7 @@ STORE  ?= models
 NAME   ?= fb-lstm
 
 .PHONY: run test browser container-engine base-image lint deploy-lint train demo-bundle demo-aapl \
-	serve-deps dev-deps clean soak audit stress model-quality bench bench-models
+	serve-deps dev-deps clean soak audit stress model-quality bench bench-models peer-kserve wrk
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,14 +29,29 @@ $(VENV)/.dev-installed: requirements/dev.txt pyproject.toml | $(BIN)/python
 serve-deps: $(VENV)/.serve-installed
 dev-deps: $(VENV)/.dev-installed
 
+# KServe, the benchmark's closest peer, in a venv of its own (its dependencies never meet the
+# project's); `make bench` runs it from the repo root, so bench/peers and model_store import as is.
+PEER_VENVS ?= .venv-peers
+$(PEER_VENVS)/kserve/.installed: requirements/peer-kserve.txt
+	$(PYTHON) -m venv $(PEER_VENVS)/kserve
+	$(PEER_VENVS)/kserve/bin/python -m pip install --quiet --upgrade pip
+	$(PEER_VENVS)/kserve/bin/pip install --quiet -r requirements/peer-kserve.txt
+	touch $@
+
+peer-kserve: $(PEER_VENVS)/kserve/.installed
+
 # Serves every model of the demo store (MODELS=*), fb-lstm the default; docs/models.md.
 MODELS ?= *
 run: serve-deps
 	MODELS='$(MODELS)' $(BIN)/uvicorn app.main:app --http app.http_protocol:BoundedHttpToolsProtocol \
 		--host $(HOST) --port $(PORT)
 
-test: dev-deps browser container-engine lint
+test: dev-deps browser container-engine wrk lint
 	$(BIN)/python -m pytest
+
+# wrk, the load generator of the benchmarks and of the peer comparison's test run (tests/bench).
+wrk:
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
 
 # Debian's headless Chromium for the dashboard browser test (Playwright drives /usr/bin/chromium).
 browser:
@@ -114,34 +129,32 @@ demo-aapl: dev-deps
 		--store $(STORE) --name aapl-lstm
 	$(BIN)/python -m training verify --store $(STORE) --name aapl-lstm --version 1
 
-# Default (ONNX Runtime) backend against PREDICTOR_BACKEND=keras, side by side (~6 min; needs wrk,
-# installed from Debian when missing). Prints the table and writes bench/RESULTS.md. Then the
-# adaptive-band bundle against the fixed-width v2, alternating (~3 min): bench/INTERVALS.md; then
-# bench-models.
-bench: dev-deps bench-models
-	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
-	$(BIN)/python -m bench --store $(STORE) --name $(NAME) --data $(DATA)
+# Our server against its peers serving the same bundle, one server at a time: a plain FastAPI
+# app, the constant floor and KServe's ModelServer (its own venv, peer-kserve), ~11 min; needs
+# wrk, installed from Debian when missing. Writes bench/RESULTS.md; BENCH_ARGS=--keras adds the
+# Keras backend and two workers (~6 min more). Then the adaptive-band bundle against the
+# fixed-width v2, alternating (~3 min): bench/INTERVALS.md. bench-models runs first.
+BENCH_ARGS ?=
+bench: dev-deps peer-kserve bench-models wrk
+	$(BIN)/python -m bench --store $(STORE) --name $(NAME) --data $(DATA) $(BENCH_ARGS)
 	$(BIN)/python -m bench.intervals --store $(STORE) --name $(NAME) --data $(DATA)
 
 # The default model's /predict against the code of BENCH_REF (default main) side by side, RSS with
 # one and with every model of the store, and the Open Inference Protocol's infer path (~2 min).
 # Writes bench/MODELS.md.
 BENCH_REF ?= main
-bench-models: dev-deps
-	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
+bench-models: dev-deps wrk
 	$(BIN)/python -m bench.models --store $(STORE) --name $(NAME) --ref $(BENCH_REF)
 
 # Ten minutes of sustained load (wrk, 32 connections) on the demo bundle: zero errors, still
 # ready, RSS flat within 10%. Writes bench/SOAK.md. The test-sized run is part of `make test`.
-soak: dev-deps
-	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
+soak: dev-deps wrk
 	$(BIN)/python -m bench.soak --store $(STORE) --name $(NAME)
 
 # The resource bounds under abuse on one worker (~4 min): a generated 15 MB CSV alone, then 16
 # clients uploading it for a minute during wrk -c32 on /predict, then 3,000 slow request heads.
 # Writes bench/STRESS.md.
-stress: dev-deps
-	command -v wrk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends wrk)
+stress: dev-deps wrk
 	$(BIN)/python -m bench.stress --store $(STORE) --name $(NAME)
 
 # pip-audit asks PyPI's JSON API for published advisories on every pin in requirements/serve.txt
@@ -152,4 +165,4 @@ audit: dev-deps
 		--progress-spinner off
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) $(PEER_VENVS) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -1,8 +1,9 @@
-"""`make bench`: the default (ONNX Runtime) backend against the Keras backend, side by side.
+"""`make bench`: our server against its peers (bench/compare.py), and with --keras the default
+(ONNX Runtime) backend against the Keras backend, side by side.
 
-For each backend, real uvicorn subprocesses on 127.0.0.1 are measured one after the other (never
-at the same time: they would share the two cores). Every figure is the median of several runs;
-the run counts are printed and written into bench/RESULTS.md with the machine, date and commit.
+Real servers run as subprocesses on 127.0.0.1, one after the other (never at the same time: they
+would share the two cores). Every figure is the median of several runs; the run counts are
+printed and written into bench/RESULTS.md with the machine, date, commit and load.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from bench import load
+from bench import compare, load
+from bench.record import BackendResult, log
 from bench.server import REPO_ROOT, Server, app_server
 from model_store import (
     ModelStore,
@@ -100,25 +101,6 @@ def build_workload(data_dir: Path, window: int, batch_size: int = 1000) -> Workl
         forecast_rows=len(train),
         january_windows=january.tolist(),
     )
-
-
-@dataclass
-class BackendResult:
-    """Every run's value of every figure for one backend (medians are taken when reporting)."""
-
-    runs: dict[str, list[float]] = field(default_factory=dict)
-    january: list[float] = field(default_factory=list)
-
-    def add(self, figure: str, value: float) -> None:
-        self.runs.setdefault(figure, []).append(float(value))
-
-    def median(self, figure: str) -> float:
-        values = self.runs.get(figure)
-        return float(np.median(values)) if values else float("nan")
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def bundle_server(
@@ -393,23 +375,12 @@ def parity(results: dict[str, BackendResult]) -> float:
     return float(np.max(np.abs(onnx - keras)))
 
 
-def write_results(
-    path: Path,
-    *,
-    args: argparse.Namespace,
-    plan: Plan,
-    work: Workload,
-    results: dict[str, BackendResult],
-    workers: BackendResult | None,
-    max_diff: float,
-    load_averages: tuple[float, float],
-    commit: str,
-) -> str:
-    """bench/RESULTS.md: machine, date, commit, method, the table and the worker scaling."""
+def header_lines(
+    args: argparse.Namespace, commit: str, load_averages: tuple[float, float]
+) -> list[str]:
+    """The results file's title, date, commit, machine, versions, bundle and load."""
     info = machine()
-    rows = table_rows(results)
-    onnx = results["onnx"]
-    lines = [
+    return [
         "# Benchmark results",
         "",
         "Written by `make bench` (bench/run.py); do not edit by hand, rerun it.",
@@ -422,6 +393,25 @@ def write_results(
         f"- machine load (1-minute load average, other work included): {load_averages[0]:.1f} "
         f"at the start, {load_averages[1]:.1f} at the end",
         "",
+    ]
+
+
+KERAS_METHOD = "### Method of the Keras comparison"
+
+
+def keras_lines(
+    *,
+    args: argparse.Namespace,
+    plan: Plan,
+    work: Workload,
+    results: dict[str, BackendResult],
+    workers: BackendResult | None,
+    max_diff: float,
+) -> list[str]:
+    """The Keras comparison's part of bench/RESULTS.md: the table, the worker scaling, the method."""
+    rows = table_rows(results)
+    onnx = results["onnx"]
+    lines = [
         "## Default (ONNX Runtime) backend against the Keras backend, one uvicorn worker each",
         "",
         render_markdown(rows),
@@ -435,7 +425,7 @@ def write_results(
         "way), one request at a time in a worker thread; the default backend batches "
         "concurrent single-window requests into one ONNX Runtime call (app/batching.py).",
         "",
-        "## Method",
+        KERAS_METHOD,
         "",
         "Each backend runs as a real `uvicorn app.main:app` subprocess on 127.0.0.1, one backend "
         "after the other (never both at once). Every figure is the median of its runs:",
@@ -472,8 +462,8 @@ def write_results(
     if workers is not None:
         one = onnx.median("wrk_rps")
         many = workers.median("wrk_rps")
-        lines[lines.index("## Method") : lines.index("## Method")] = [
-            f"## Both cores: `uvicorn --workers {args.workers}` (default backend)",
+        lines[lines.index(KERAS_METHOD) : lines.index(KERAS_METHOD)] = [
+            f"### Both cores: `uvicorn --workers {args.workers}` (default backend)",
             "",
             "| workers | throughput (req/s) | wrk p99 (ms) | errors | server CPU per request (ms) "
             "| RSS, all processes (MB) |",
@@ -492,7 +482,12 @@ def write_results(
             f"{args.workers / workers.median('cpu_per_request_ms') * 1e3:,.0f} req/s.",
             "",
         ]
-    text = "\n".join(lines) + "\n"
+    return lines
+
+
+def write_results(path: Path, sections: list[list[str]]) -> str:
+    """bench/RESULTS.md from its sections, in order."""
+    text = "\n".join(line for section in sections for line in section) + "\n"
     path.write_text(text)
     return text
 
@@ -504,18 +499,51 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--version", default="latest", help="bundle version (latest or N)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of the FB CSVs")
     parser.add_argument(
-        "--workers", type=int, default=2, help="also measure this many uvicorn workers (0 = skip)"
+        "--peers",
+        type=peer_list,
+        default=list(compare.PEERS.values()),
+        help=f"comma-separated peers to compare with (default: {','.join(compare.PEERS)})",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="few short runs, a smoke test; writes no RESULTS.md"
+        "--peer-venvs",
+        type=Path,
+        default=compare.PEER_VENVS,
+        help="folder of the peers' own venvs (make peer-kserve)",
     )
     parser.add_argument(
-        "--output", type=Path, default=Path(__file__).with_name("RESULTS.md"), help="results file"
+        "--keras",
+        action="store_true",
+        help="also the default backend against PREDICTOR_BACKEND=keras, and --workers",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="with --keras, also measure this many uvicorn workers (0 = skip)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="few short runs, a smoke test (no RESULTS.md unless --output)",
+    )
+    parser.add_argument("--output", type=Path, default=None, help="results file (bench/RESULTS.md)")
     args = parser.parse_args(argv)
+    if args.output is None and not args.quick:
+        args.output = Path(__file__).with_name("RESULTS.md")
     args.store_label = store_label(args.store)
     args.store = args.store.resolve()
     return args
+
+
+def peer_list(text: str) -> list[compare.Peer]:
+    """The peers named in `text`, comma-separated, in the order given."""
+    keys = [key.strip() for key in text.split(",") if key.strip()]
+    unknown = [key for key in keys if key not in compare.PEERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown peer {unknown[0]!r} (known: {', '.join(compare.PEERS)})"
+        )
+    return [compare.PEERS[key] for key in keys]
 
 
 def store_label(store: Path) -> str:
@@ -547,41 +575,55 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log(f"bundle {args.name} v{args.version}; data from {args.data}")
 
+    for peer in args.peers:
+        if not peer.python(args.peer_venvs).exists():
+            print(
+                f"bench: no venv for {peer.key} in {args.peer_venvs}: run `make peer-{peer.venv}`",
+                file=sys.stderr,
+            )
+            return 2
+    served = compare.Served(args.store, args.name, args.version, work.single, work.january_windows)
+
     load_at_start = os.getloadavg()[0]
     commit = git_commit()  # before the run: what was measured, whatever lands meanwhile
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         scratch = Path(folder)
-        results = {
-            backend: measure_backend(backend, args, plan, work, scratch) for backend in BACKENDS
-        }
-        workers = (
-            measure_workers(args, plan, work, scratch, args.workers) if args.workers > 1 else None
-        )
+        peer_plan = compare.QUICK_PEERS if args.quick else compare.PeerPlan()
+        sittings = compare.compare_peers(args.peers, served, peer_plan, scratch, args.peer_venvs)
+        keras = measure_keras(args, plan, work, scratch) if args.keras else None
 
-    max_diff = parity(results)
-    rows = table_rows(results)
-    print()
-    print(render_text(rows))
-    print()
-    verdict = "ok" if max_diff <= PARITY_TOLERANCE else "FAILED"
-    print(f"parity on the January windows: max abs diff {max_diff:.2e} dollars ({verdict})")
-    if workers is not None:
-        one, many = results["onnx"].median("wrk_rps"), workers.median("wrk_rps")
-        print(f"onnx with {args.workers} workers: {many:,.0f} req/s ({many / one:.2f}x of one)")
-    if not args.quick:
-        write_results(
-            args.output,
-            args=args,
-            plan=plan,
-            work=work,
-            results=results,
-            workers=workers,
-            max_diff=max_diff,
-            load_averages=(load_at_start, os.getloadavg()[0]),
-            commit=commit,
+    problems = compare.answers_agree(sittings)
+    found = compare.targets(sittings, problems, args.name)
+    versions = compare.peer_versions(args.peers, args.peer_venvs)
+    peer_lines = compare.section(sittings, problems, found, peer_plan, args.name, versions)
+    print("\n" + "\n".join(compare.targets_table(found)))
+    sections = [header_lines(args, commit, (load_at_start, os.getloadavg()[0])), peer_lines]
+    failed = bool(problems)
+    if keras is not None:
+        results, workers = keras
+        max_diff = parity(results)
+        print("\n" + render_text(table_rows(results)))
+        verdict = "ok" if max_diff <= PARITY_TOLERANCE else "FAILED"
+        print(f"parity on the January windows: max abs diff {max_diff:.2e} dollars ({verdict})")
+        sections.append(
+            keras_lines(
+                args=args, plan=plan, work=work, results=results, workers=workers, max_diff=max_diff
+            )
         )
+        failed = failed or max_diff > PARITY_TOLERANCE
+    if args.output is not None:
+        write_results(args.output, sections)
         print(f"wrote {args.output}")
-    return 0 if max_diff <= PARITY_TOLERANCE else 1
+    return 1 if failed else 0
+
+
+def measure_keras(
+    args: argparse.Namespace, plan: Plan, work: Workload, scratch: Path
+) -> tuple[dict[str, BackendResult], BackendResult | None]:
+    """The default backend against the Keras backend, then (with --workers) several workers."""
+    results = {backend: measure_backend(backend, args, plan, work, scratch) for backend in BACKENDS}
+    workers = measure_workers(args, plan, work, scratch, args.workers) if args.workers > 1 else None
+    return results, workers
 
 
 if __name__ == "__main__":
