@@ -69,10 +69,11 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated origins allowed by CORS."
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
-    # On by default: it lowers the CPU per request of a worker that has one core to itself
+    # Off by default: on two shared cores it lowered throughput and lengthened /predict's tail
+    # under heavy uploads; it pays only for a worker with a core to itself
     # (docs/decisions/0017-lean-hot-path.md).
     inference_thread: bool = Field(
-        default=True,
+        default=False,
         description="Run the /predict batcher's model calls in a thread of their own, so the "
         "event loop parses requests meanwhile.",
     )
