@@ -1,10 +1,11 @@
 """uvicorn's httptools protocol with the bounds uvicorn does not have: a deadline for each
-request's head, a cap on its size, and a cap on open connections.
+request's head, a cap on its size, a cap on open connections, and the idle keep-alive time.
 
 uvicorn times out idle keep-alive connections but not one that sends a partial request head
 and stops: 3,000 of them stayed open indefinitely. Select it with
 `uvicorn app.main:app --http app.http_protocol:BoundedHttpToolsProtocol`; it reads
-HEADER_TIMEOUT_SECONDS, MAX_HEADER_BYTES, MAX_CONNECTIONS and RETRY_AFTER_SECONDS.
+HEADER_TIMEOUT_SECONDS, MAX_HEADER_BYTES, MAX_CONNECTIONS, KEEP_ALIVE_SECONDS and
+RETRY_AFTER_SECONDS.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = _settings()
+        # Longer than clients' and proxies' own idle expiry (httpx 5 s, nginx and cloud load
+        # balancers 60 s), so the client closes an idle connection first: a server closing it
+        # just as the client reuses it drops that request.
+        self.timeout_keep_alive = self.limits.keep_alive_seconds
         self._head_deadline: asyncio.TimerHandle | None = None
         self._head_bytes = 0
         self._in_head = True

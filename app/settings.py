@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(
         default=10.0, gt=0.0, description="Deadline for a request's head, from its first byte."
     )
+    keep_alive_seconds: int = Field(
+        default=75,
+        gt=0.0,
+        description="How long an idle keep-alive connection stays open between requests.",
+    )
     body_timeout_seconds: float = Field(
         default=60.0, gt=0.0, description="Deadline for a request's whole body, from its head."
     )

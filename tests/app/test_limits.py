@@ -32,6 +32,7 @@ LIMITS = {
     "BODY_TIMEOUT_SECONDS": "6",
     "MAX_HEADER_BYTES": "4096",
     "MAX_CONNECTIONS": "40",
+    "KEEP_ALIVE_SECONDS": "1",
     "MAX_FORECAST_ROWS": "2500",
 }
 
@@ -206,3 +207,30 @@ def test_connections_past_the_cap_get_503_overloaded_with_retry_after(server: st
         assert b"Retry-After: 3\r\n" in answer
         assert b'"overloaded"' in answer
     assert httpx.get(f"{server}/livez").status_code == 200
+
+
+def read_livez(sock: socket.socket) -> bytes:
+    """One whole /livez answer (its head and body may come in two writes)."""
+    received = b""
+    while not received.endswith(b'"alive"}'):
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before the answer was complete: {received!r}"
+        received += chunk
+    return received
+
+
+def test_an_idle_keep_alive_connection_is_closed_at_keep_alive_seconds_not_before(
+    server: str,
+) -> None:
+    with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
+        sock.settimeout(10)
+        sock.sendall(b"GET /livez HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert read_livez(sock).startswith(b"HTTP/1.1 200 ")
+        time.sleep(0.5)  # idle for half of KEEP_ALIVE_SECONDS: still open, and still served
+        sock.sendall(b"GET /livez HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert read_livez(sock).startswith(b"HTTP/1.1 200 ")
+        answered = time.monotonic()
+        assert read_until_closed(sock) == b""  # closed while idle, without an answer
+        idle = time.monotonic() - answered
+    # The setting, not uvicorn's own 5 s default, closed it.
+    assert 0.5 <= idle < 4.0, idle
