@@ -251,10 +251,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        load.ensure_wrk()
-    except RuntimeError as exc:
-        print(f"bench.hotpath: {exc}", file=sys.stderr)
+    if load.wrk_missing("bench.hotpath"):
         return 2
     started = os.getloadavg()[0]
     with code_of(args.ref) as root, tempfile.TemporaryDirectory(prefix="hotpath-") as folder:

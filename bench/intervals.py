@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         "fixed": store.load(args.name, args.fixed).version,
         "adaptive": store.load(args.name, args.adaptive).version,
     }
-    load.ensure_wrk()
+    if load.wrk_missing("bench.intervals"):
+        return 2
     work = build_workload(args.data, store.load(args.name, args.adaptive).window)
     plan = Plan()
     commit, load_at_start = git_commit(), os.getloadavg()[0]

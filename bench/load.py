@@ -7,6 +7,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,16 @@ def ensure_wrk() -> str:
     if path is None:
         raise RuntimeError("wrk is not installed: apt-get install -y wrk (make bench does this)")
     return path
+
+
+def wrk_missing(program: str) -> bool:
+    """Whether wrk is missing, said on stderr as `program`'s one-line error (its caller exits 2)."""
+    try:
+        ensure_wrk()
+    except RuntimeError as exc:
+        print(f"{program}: {exc}", file=sys.stderr)
+        return True
+    return False
 
 
 def write_wrk_script(folder: Path, body: bytes, name: str = "post_predict.lua") -> Path:

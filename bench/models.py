@@ -261,10 +261,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        load.ensure_wrk()
-    except RuntimeError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
+    if load.wrk_missing("bench"):
         return 2
     commit = git_commit()
     args.ref_commit = subprocess.run(

@@ -563,10 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: cannot load the bundle: {exc}", file=sys.stderr)
         return 2
     args.version = str(bundle.version)
-    try:
-        load.ensure_wrk()
-    except RuntimeError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
+    if load.wrk_missing("bench"):
         return 2
     try:
         work = build_workload(args.data, bundle.window)
