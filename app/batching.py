@@ -2,7 +2,7 @@
 
 Under load, requests queue on the event loop; a small LSTM's call is latency-bound, so one call
 for many windows costs far less per window than a call each
-(docs/decisions/0002-no-lone-request-shortcut.md).
+(docs/decisions/0002-no-lone-request-shortcut.md, 0020-lone-requests-skip-the-loop-turn.md).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ class MicroBatcher:
     so the loop is never blocked for long. Windows are grouped by predictor,
     so a hot swap mid-batch answers each request from the model it started with.
 
-    A request can not tell whether others will join: under uvicorn each request runs from its
-    first byte to this point without yielding, so "requests in flight" is always one here even
-    at concurrency 32. Every window therefore takes the loop turn, even when it turns out to be
-    alone (docs/decisions/0002-no-lone-request-shortcut.md).
+    A request that is the only one the server runs (`alone`, from uvicorn's own set of running
+    requests, which holds every request read so far, started or not) is predicted at once when
+    no batch is forming: no company can come before its answer is sent. Any other window takes
+    the loop turn (docs/decisions/0020-lone-requests-skip-the-loop-turn.md).
 
     With `inference_thread`, a batch of several windows runs in one thread of its own while the
     loop goes on parsing requests; the windows that arrive meanwhile make the next batch, started
@@ -57,12 +57,18 @@ class MicroBatcher:
         self._scheduled = False
         self._running = False  # a batch is in the inference thread
 
-    async def predict(self, predictor: Predictor, window: np.ndarray) -> float:
+    async def predict(self, predictor: Predictor, window: np.ndarray, alone: bool = False) -> float:
         """The next close after one window (shape `(window,)`), computed in a shared batch."""
-        return (await self.forecast(predictor, window))[0]
+        return (await self.forecast(predictor, window, alone))[0]
 
-    async def forecast(self, predictor: Predictor, window: np.ndarray) -> Forecast:
-        """The next close after one window and its predicted scale, computed in a shared batch."""
+    async def forecast(
+        self, predictor: Predictor, window: np.ndarray, alone: bool = False
+    ) -> Forecast:
+        """The next close after one window and its predicted scale, computed in a shared batch;
+        at once, without waiting for the loop's turn, when the server holds no other request
+        (`alone`) and no batch is forming."""
+        if alone and not self._pending and not self._running:
+            return self._predict_now(predictor, window)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Forecast] = loop.create_future()
         self._pending.append((predictor, window, future))
@@ -72,6 +78,14 @@ class MicroBatcher:
             self._scheduled = True
             loop.call_soon(self._flush)
         return await future
+
+    def _predict_now(self, predictor: Predictor, window: np.ndarray) -> Forecast:
+        if self._on_batch is not None:
+            self._on_batch(1)
+        outcome = _alone(predictor, window)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     def _flush(self) -> None:
         self._scheduled = False

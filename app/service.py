@@ -59,13 +59,20 @@ class PredictionService:
                 )
 
     async def predict(
-        self, predictor: Predictor, windows: np.ndarray, level: int, endpoint: str, single: bool
+        self,
+        predictor: Predictor,
+        windows: np.ndarray,
+        level: int,
+        endpoint: str,
+        single: bool,
+        alone: bool = False,
     ) -> Prediction:
         """Next closes and `level`% bounds for `windows` `(n, window)`: a lone window joins the
-        batch of concurrent requests, a big batch runs in a worker thread."""
+        batch of concurrent requests (runs at once when the request is `alone` in the server),
+        a big batch runs in a worker thread."""
         inline = predictor.runtime.inline
         if single and inline:
-            close, scale = await self.batcher.forecast(predictor, windows[0])
+            close, scale = await self.batcher.forecast(predictor, windows[0], alone)
             predictions = Predictions(
                 np.array([close]), None if scale is None else np.array([scale])
             )

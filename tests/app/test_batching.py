@@ -84,6 +84,53 @@ def test_a_lone_window_is_answered_without_waiting_for_company(tiny_bundle: Bund
     assert runtime.calls[0] == 1
 
 
+def test_a_window_alone_in_the_server_is_predicted_without_yielding_to_the_loop(
+    tiny_bundle: Bundle,
+) -> None:
+    runtime = RecordingRuntime(tiny_bundle)
+    predictor = Predictor(tiny_bundle, runtime)
+    window = windows_of(tiny_bundle, 1)[0]
+    sizes: list[int] = []
+    coroutine = MicroBatcher(on_batch=sizes.append).predict(predictor, window, alone=True)
+
+    # Driven by hand, outside any event loop: a coroutine that awaited a loop turn could not
+    # finish on its first step.
+    with pytest.raises(StopIteration) as finished:
+        coroutine.send(None)
+
+    assert finished.value.value == pytest.approx(float(predictor.predict(window[None, :])[0]))
+    assert runtime.calls[-2:] == [1, 1] and sizes == [1]  # the reference call, then its own
+
+
+def test_a_window_alone_in_the_server_joins_a_batch_already_forming(tiny_bundle: Bundle) -> None:
+    runtime = RecordingRuntime(tiny_bundle)
+    predictor = Predictor(tiny_bundle, runtime)
+    first, second = windows_of(tiny_bundle, 2)
+
+    async def both() -> list[float]:
+        batcher = MicroBatcher()
+        return await asyncio.gather(
+            batcher.predict(predictor, first), batcher.predict(predictor, second, alone=True)
+        )
+
+    answers = asyncio.run(both())
+
+    assert runtime.calls == [2]
+    np.testing.assert_allclose(
+        answers, predictor.predict(np.stack([first, second])), rtol=0, atol=1e-4
+    )
+
+
+def test_a_window_alone_in_the_server_that_the_model_refuses_fails_with_its_message(
+    tiny_bundle: Bundle,
+) -> None:
+    predictor = Predictor(tiny_bundle, OnnxRuntime(tiny_bundle))
+    short = windows_of(tiny_bundle, 1)[0][:-1]
+
+    with pytest.raises(InvalidInputError, match=f"each window must hold {tiny_bundle.window}"):
+        asyncio.run(MicroBatcher().predict(predictor, short, alone=True))
+
+
 def test_a_failing_window_fails_only_its_own_request(tiny_bundle: Bundle) -> None:
     runtime = RecordingRuntime(tiny_bundle)
     predictor = Predictor(tiny_bundle, runtime)
