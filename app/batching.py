@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from app.predictor import Predictor
+from app.predictor import Predictions, Predictor
 
 # One window's answer: its next close and its predicted relative scale (None without one).
 Forecast = tuple[float, float | None]
@@ -31,10 +31,10 @@ class MicroBatcher:
     so the loop is never blocked for long. Windows are grouped by predictor,
     so a hot swap mid-batch answers each request from the model it started with.
 
-    A request that is the only one the server runs (`alone`, from uvicorn's own set of running
-    requests, which holds every request read so far, started or not) is predicted at once when
-    no batch is forming: no company can come before its answer is sent. Any other window takes
-    the loop turn (docs/decisions/0020-lone-requests-skip-the-loop-turn.md).
+    A request that is the only one the server runs (uvicorn's own set of running requests holds
+    every request read so far, started or not) is predicted at once with `forecast_now` when the
+    batcher is `idle`: no company can come before its answer is sent. Any other window takes the
+    loop turn (docs/decisions/0020-lone-requests-skip-the-loop-turn.md).
 
     With `inference_thread`, a batch of several windows runs in one thread of its own while the
     loop goes on parsing requests; the windows that arrive meanwhile make the next batch, started
@@ -57,18 +57,24 @@ class MicroBatcher:
         self._scheduled = False
         self._running = False  # a batch is in the inference thread
 
-    async def predict(self, predictor: Predictor, window: np.ndarray, alone: bool = False) -> float:
+    async def predict(self, predictor: Predictor, window: np.ndarray) -> float:
         """The next close after one window (shape `(window,)`), computed in a shared batch."""
-        return (await self.forecast(predictor, window, alone))[0]
+        return (await self.forecast(predictor, window))[0]
 
-    async def forecast(
-        self, predictor: Predictor, window: np.ndarray, alone: bool = False
-    ) -> Forecast:
-        """The next close after one window and its predicted scale, computed in a shared batch;
-        at once, without waiting for the loop's turn, when the server holds no other request
-        (`alone`) and no batch is forming."""
-        if alone and not self._pending and not self._running:
-            return self._predict_now(predictor, window)
+    @property
+    def idle(self) -> bool:
+        """No batch is forming or running: a window alone in the server may run at once."""
+        return not self._pending and not self._running
+
+    def forecast_now(self, predictor: Predictor, windows: np.ndarray) -> Predictions:
+        """The prediction for one window `(1, window)` of a request alone in the server, at
+        once: no other request can join before its answer is written."""
+        if self._on_batch is not None:
+            self._on_batch(1)
+        return predictor.forecast(windows)
+
+    async def forecast(self, predictor: Predictor, window: np.ndarray) -> Forecast:
+        """The next close after one window and its predicted scale, computed in a shared batch."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Forecast] = loop.create_future()
         self._pending.append((predictor, window, future))
@@ -78,14 +84,6 @@ class MicroBatcher:
             self._scheduled = True
             loop.call_soon(self._flush)
         return await future
-
-    def _predict_now(self, predictor: Predictor, window: np.ndarray) -> Forecast:
-        if self._on_batch is not None:
-            self._on_batch(1)
-        outcome = _alone(predictor, window)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
 
     def _flush(self) -> None:
         self._scheduled = False
