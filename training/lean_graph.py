@@ -142,10 +142,13 @@ def drop_zero_initial_states(graph: onnx.GraphProto) -> None:
     for node in graph.node:
         if node.op_type != "LSTM":
             continue
-        for position in LSTM_STATE_INPUTS:
-            if _has_input(node, position) and index.is_all_zero(node.input[position]):
-                node.input[position] = ""
-        _trim_trailing_empty(node.input)
+        zeros = [
+            p for p in LSTM_STATE_INPUTS if _has_input(node, p) and index.is_all_zero(node.input[p])
+        ]
+        for position in zeros:
+            node.input[position] = ""
+        if zeros:
+            _trim_trailing_empty(node.input)
 
 
 def last_step_from_y_h(graph: onnx.GraphProto) -> None:
@@ -171,7 +174,7 @@ def fuse_parallel_lstms(graph: onnx.GraphProto, stack_dense: bool = True) -> Non
     sequence lengths, initial states or peepholes, only `Y_h` read) into one LSTM whose hidden
     state is the members' side by side: W and B stacked gate by gate, R block-diagonal.
 
-    When each member's `Y_h` only feeds `Squeeze(axis 0) -> MatMul(constant)` and an Add chain
+    When each member's `Y_h` only feeds `Squeeze(axis 0) -> MatMul(constant)` and a tree of Adds
     sums exactly those products, the sum becomes one MatMul of the fused state with the stacked
     weights (unless `stack_dense` is false); otherwise a Split hands each member's consumers
     their part of the fused `Y_h`.
@@ -382,7 +385,7 @@ def _fuse(
 
 @dataclass(frozen=True)
 class _SummedDense:
-    """The members' `Squeeze -> MatMul` and the Add chain that sums their products."""
+    """The members' `Squeeze -> MatMul` and the Adds that sum their products."""
 
     nodes: list[onnx.NodeProto]
     kernels: list[np.ndarray]
@@ -405,29 +408,38 @@ def _summed_dense_outputs(index: _Index, members: list[_Member]) -> _SummedDense
         nodes += [squeeze, matmul]
         kernels.append(kernel)
         products.append(matmul.output[0])
-    chain = _add_chain_over(index, products)
-    if chain is None or len({kernel.shape[1] for kernel in kernels}) != 1:
+    adds = _add_tree_over(index, products)
+    if adds is None or len({kernel.shape[1] for kernel in kernels}) != 1:
         return None
-    return _SummedDense(nodes + chain, kernels, chain[-1].output[0])
+    return _SummedDense(nodes + adds, kernels, adds[-1].output[0])
 
 
-def _add_chain_over(index: _Index, values: list[str]) -> list[onnx.NodeProto] | None:
-    """The Adds (in order, the last giving the sum) that sum exactly `values`, each value and
-    each partial sum read once; None when no such chain exists."""
-    chain: list[onnx.NodeProto] = []
+def _add_tree_over(index: _Index, values: list[str]) -> list[onnx.NodeProto] | None:
+    """The Adds (the one giving the sum last) that sum exactly `values`, each value and each
+    partial sum read once; None when no such tree of Adds exists."""
     current = values[0]
-    summed = [current]
-    while sorted(summed) != sorted(values):
-        add = index.sole_consumer(current)
-        if add is None or add.op_type != "Add" or len(add.input) != 2:
-            return None
-        other = add.input[1] if add.input[0] == current else add.input[0]
-        if other not in values or other in summed or index.sole_consumer(other) is not add:
-            return None
-        summed.append(other)
-        chain.append(add)
+    while (add := index.sole_consumer(current)) is not None and add.op_type == "Add":
+        adds, leaves = _add_tree(index, add)
+        if sorted(leaves) == sorted(values):
+            read_once = all(index.sole_consumer(value) is not None for value in values)
+            return adds if read_once else None
         current = add.output[0]
-    return chain
+    return None
+
+
+def _add_tree(index: _Index, root: onnx.NodeProto) -> tuple[list[onnx.NodeProto], list[str]]:
+    """The Adds under `root` (through partial sums read once), root last, and their terms."""
+    adds: list[onnx.NodeProto] = []
+    leaves: list[str] = []
+    for name in root.input:
+        producer = index.producer.get(name)
+        if producer is not None and producer.op_type == "Add" and index.sole_consumer(name):
+            inner_adds, inner_leaves = _add_tree(index, producer)
+            adds += inner_adds
+            leaves += inner_leaves
+        else:
+            leaves.append(name)
+    return [*adds, root], leaves
 
 
 def _stacked_dense(
