@@ -53,8 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--store", type=Path, default=Path("models"))
     parser.add_argument("--name", default="fb-lstm")
     parser.add_argument("--version", default="latest")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--calls", type=int, default=1000, help="calls per figure and round")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=2000, help="calls per figure and round")
     parser.add_argument("--output", type=Path, default=RESULTS)
     return parser.parse_args(argv)
 

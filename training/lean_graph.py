@@ -65,9 +65,13 @@ class _Index:
                 self.consumers.setdefault(name, []).append(node)
         self.outputs = {output.name for output in graph.output}
         self.initializers: dict[str, onnx.TensorProto] = {t.name: t for t in graph.initializer}
+        # An initializer that is also a graph input is only a default the caller may override.
+        self.inputs = {value.name for value in graph.input}
 
     def constant(self, name: str) -> np.ndarray | None:
         """The value of an initializer or a `Constant` node's tensor, else None."""
+        if name in self.inputs:
+            return None
         if name in self.initializers:
             return numpy_helper.to_array(self.initializers[name])
         node = self.producer.get(name)
@@ -110,8 +114,7 @@ class _Index:
 
     def fresh_name(self, stem: str) -> str:
         """A value or initializer name not used in the graph yet."""
-        taken = {*self.producer, *self.consumers, *self.initializers, *self.outputs}
-        taken.update(value.name for value in self.graph.input)
+        taken = {*self.producer, *self.consumers, *self.initializers, *self.outputs, *self.inputs}
         index = 0
         while f"{stem}__lean{index}" in taken:
             index += 1
@@ -309,8 +312,8 @@ def _fusable_lstm_key(index: _Index, node: onnx.NodeProto) -> tuple[object, ...]
         return None
     if any(_has_input(node, position) for position in (4, 5, 6, 7)):
         return None
-    w, r = index.constant(node.input[1]), index.constant(node.input[2])
-    if w is None or r is None or (_has_input(node, 3) and index.constant(node.input[3]) is None):
+    w = index.constant(node.input[1])
+    if w is None or not _has_fusable_weights(index, node, w):
         return None
     outputs = [*node.output, "", "", ""]
     if index.is_read(outputs[0]) or index.is_read(outputs[2]) or not index.is_read(outputs[1]):
@@ -329,9 +332,24 @@ def _fusable_lstm_key(index: _Index, node: onnx.NodeProto) -> tuple[object, ...]
     )
 
 
+def _has_fusable_weights(index: _Index, node: onnx.NodeProto, w: np.ndarray) -> bool:
+    """Whether W, R and B (when there is one) are constants of one dtype with the shapes of a
+    single-direction LSTM."""
+    hidden = _attribute_value(node, "hidden_size")
+    if not isinstance(hidden, int):
+        return False
+    gates = LSTM_GATES * hidden
+    r = index.constant(node.input[2])
+    b = index.constant(node.input[3]) if _has_input(node, 3) else np.zeros((1, 2 * gates), w.dtype)
+    if r is None or b is None or not w.dtype == r.dtype == b.dtype:
+        return False
+    shapes = (w.shape[:2], w.ndim, r.shape, b.shape)
+    return shapes == ((1, gates), 3, (1, gates, hidden), (1, 2 * gates))
+
+
 def _member(index: _Index, node: onnx.NodeProto) -> _Member:
     w, r = index.constant(node.input[1]), index.constant(node.input[2])
-    assert w is not None and r is not None  # checked by _fusable_lstm_key
+    assert w is not None and r is not None  # checked by _has_fusable_weights
     hidden = r.shape[-1]
     b = index.constant(node.input[3]) if _has_input(node, 3) else None
     if b is None:

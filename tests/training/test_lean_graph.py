@@ -161,6 +161,15 @@ def test_non_zero_initial_states_are_kept_and_zero_ones_dropped() -> None:
     np.testing.assert_array_equal(run(lean, inputs), run(raw, inputs))
 
 
+def test_a_zero_initial_state_the_caller_may_override_is_kept() -> None:
+    c0 = numpy_helper.from_array(np.zeros((1, 1, HIDDEN), np.float32), "c0")
+    nodes = [lstm("a", ["x", "", "c0"], ["", "a_state"]), *squeezed_state("a", "a_state")]
+    nodes[-1].output[0] = "y"
+    raw = model_of(nodes, [*lstm_weights(0, "a"), c0, axes("axes_0", 0)], HIDDEN)
+    raw.graph.input.append(helper.make_tensor_value_info("c0", TensorProto.FLOAT, [1, 1, HIDDEN]))
+    assert_unchanged(raw, lean_model(raw))
+
+
 def last_step_graph(starts: int, direction: str = "forward") -> onnx.ModelProto:
     nodes = [
         lstm("a", ["x"], ["a_y"], direction=direction),
