@@ -5,8 +5,9 @@ The bundle's `model.keras` is converted again (the store is only read), then mad
 ways: the simplifying passes only, with the parallel LSTMs fused behind a Split, and every pass
 (the default export). Per graph: node count, largest difference from the raw graph's outputs,
 and the median `session.run` of one window paced by a 0.3 ms sleep (one request at a time),
-of one window back to back, and of 32 windows. The graphs' calls alternate, round by round, so
-the machine's changing load falls on each alike. Writes bench/LEAN_GRAPH.md.
+of one window back to back, and of 32 windows. The graphs take turns, round by round (each
+round starting with the next graph), so the machine's changing load falls on each alike.
+Writes bench/LEAN_GRAPH.md (`make bench-lean-graph`).
 
     python -m bench.lean_graph --store models --name fb-lstm --version 3
 """
@@ -46,6 +47,10 @@ class Variant:
 
     def median(self, figure: str) -> float:
         return float(np.median(self.rounds[figure]))
+
+    def ratio_to(self, other: Variant, figure: str) -> float:
+        """The median over rounds of this graph's time over `other`'s in the same round."""
+        return float(np.median(np.divide(self.rounds[figure], other.rounds[figure])))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -120,7 +125,8 @@ def median_call(
 def measure(variants: list[Variant], inputs: np.ndarray, rounds: int, calls: int) -> None:
     one, batch = inputs[:1], inputs[:32]
     for round_index in range(rounds):
-        for variant in variants:
+        shift = round_index % len(variants)  # no graph always runs first, after the same one
+        for variant in variants[shift:] + variants[:shift]:
             figures = {
                 "paced": median_call(variant.session, one, calls, PACING_SECONDS),
                 "hot": median_call(variant.session, one, calls, 0.0),
@@ -140,7 +146,8 @@ def report(variants: list[Variant], label: str, args: argparse.Namespace) -> str
         f"(`--store {store_label(args.store)} --name {args.name}`): {label}'s `model.keras` "
         "converted again. Median `session.run` in microseconds over "
         f"{args.rounds} alternating rounds (each the median of {args.calls} calls; 32 windows: "
-        f"{args.calls // 4}); ratios to the raw graph in brackets. One window paced: a "
+        f"{args.calls // 4}); in brackets the median over rounds of the time over the raw graph's "
+        "in the same round. One window paced: a "
         f"{PACING_SECONDS * 1e3:g} ms sleep before each call, as one request at a time.",
         "",
         f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {git_commit()}",
@@ -151,7 +158,7 @@ def report(variants: list[Variant], label: str, args: argparse.Namespace) -> str
     ]
     for variant in variants:
         cells = [
-            f"{variant.median(figure):.1f} ({variant.median(figure) / raw.median(figure):.2f}x)"
+            f"{variant.median(figure):.1f} ({variant.ratio_to(raw, figure):.2f}x)"
             for figure in FIGURES
         ]
         lines.append(
