@@ -203,10 +203,12 @@ def cancel_transpose_pairs(graph: onnx.GraphProto) -> None:
         if second.op_type != "Transpose" or second.output[0] in index.outputs:
             continue
         first = index.producer.get(second.input[0])
-        outer, inner = _perm(second), _perm(first) if first is not None else None
-        if first is None or first.op_type != "Transpose" or outer is None or inner is None:
+        if first is None or first.op_type != "Transpose":
             continue
-        if len(outer) == len(inner) and all(inner[axis] == i for i, axis in enumerate(outer)):
+        inner, outer = _perm(first), _perm(second)
+        if inner is None or outer is None or len(inner) != len(outer):
+            continue
+        if all(inner[axis] == position for position, axis in enumerate(outer)):
             _rename_reads(graph, second.output[0], first.input[0])
 
 
@@ -227,8 +229,8 @@ def remove_dead_nodes(graph: onnx.GraphProto) -> None:
                     node.output[position] = ""
             _trim_trailing_empty(node.output)
     _keep(graph.node, reversed(alive))
-    graph_inputs = {value.name for value in graph.input}
-    _keep(graph.initializer, (t for t in graph.initializer if t.name in needed | graph_inputs))
+    needed.update(value.name for value in graph.input)
+    _keep(graph.initializer, (t for t in graph.initializer if t.name in needed))
     produced = {name for node in graph.node for name in node.output}
     _keep(graph.value_info, (v for v in graph.value_info if v.name in produced))
 
