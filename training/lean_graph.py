@@ -32,6 +32,7 @@ ZERO_PRESERVING_OPS = frozenset(
     {"Expand", "Unsqueeze", "Squeeze", "Reshape", "Cast", "Identity", "Transpose", "Tile"}
 )
 INT32_MAX = 2**31 - 1
+MAX_FUSED_HIDDEN = 64  # the default preset's three members of 16 fuse into 48
 MIN_OPSET = 13  # the passes write Squeeze and Split in their opset-13 form (axes, split as inputs)
 
 
@@ -189,10 +190,19 @@ def fuse_parallel_lstms(graph: onnx.GraphProto, stack_dense: bool = True) -> Non
             key = _fusable_lstm_key(index, node)
             if key is not None:
                 groups.setdefault(key, []).append(node)
-        members = next((nodes for nodes in groups.values() if len(nodes) > 1), None)
+        members = next(
+            (nodes for nodes in groups.values() if len(nodes) > 1 and _fits(nodes)), None
+        )
         if members is None:
             return
         _fuse(graph, index, members, stack_dense)
+
+
+def _fits(nodes: list[onnx.NodeProto]) -> bool:
+    """Whether the fused LSTM stays small enough: its block-diagonal recurrence does as many
+    multiply-adds as all members' together times their number, which only a small state
+    repays with the node calls it saves."""
+    return sum(int(_attribute_value(node, "hidden_size")) for node in nodes) <= MAX_FUSED_HIDDEN
 
 
 def cancel_transpose_pairs(graph: onnx.GraphProto) -> None:

@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from model_store import RelativeEncoding, parse_price_csv
-from training.lean_graph import lean_model
+from training.lean_graph import MAX_FUSED_HIDDEN, lean_model
 
 WINDOW = 40
 TOLERANCE = 1e-6
@@ -217,6 +217,11 @@ def test_parallel_lstms_fuse_behind_a_split() -> None:
     assert ops(lean) == ["LSTM", "Split", "Squeeze", "Squeeze", "Squeeze", "Concat"]
     inputs = time_major_windows()
     np.testing.assert_allclose(run(lean, inputs), run(raw, inputs), rtol=0, atol=TOLERANCE)
+
+
+def test_lstms_whose_fused_state_would_be_too_big_are_not_fused() -> None:
+    raw = parallel_graph([["Sigmoid", "Tanh", "Tanh"]] * (MAX_FUSED_HIDDEN // HIDDEN + 1))
+    assert ops(lean_model(raw)).count("LSTM") == MAX_FUSED_HIDDEN // HIDDEN + 1
 
 
 def test_lstms_with_different_activations_are_not_fused() -> None:
