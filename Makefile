@@ -9,7 +9,8 @@ STORE  ?= models
 NAME   ?= fb-lstm
 
 .PHONY: run test browser container-engine base-image lint deploy-lint train demo-bundle demo-aapl \
-	serve-deps dev-deps clean soak audit stress model-quality bench bench-models peer-kserve wrk
+	serve-deps dev-deps clean soak audit stress model-quality bench bench-models bench-lean-graph \
+	peer-kserve wrk
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -145,6 +146,11 @@ bench: dev-deps peer-kserve bench-models wrk
 BENCH_REF ?= main
 bench-models: dev-deps wrk
 	$(BIN)/python -m bench.models --store $(STORE) --name $(NAME) --ref $(BENCH_REF)
+
+# tf2onnx's raw graph of the default model against the lean graphs the export writes: node counts,
+# output differences and session.run of 1 and 32 windows (~1 min). Writes bench/LEAN_GRAPH.md.
+bench-lean-graph: dev-deps
+	$(BIN)/python -m bench.lean_graph --store $(STORE) --name $(NAME)
 
 # Ten minutes of sustained load (wrk, 32 connections) on the demo bundle: zero errors, still
 # ready, RSS flat within 10%. Writes bench/SOAK.md. The test-sized run is part of `make test`.

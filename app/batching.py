@@ -2,7 +2,7 @@
 
 Under load, requests queue on the event loop; a small LSTM's call is latency-bound, so one call
 for many windows costs far less per window than a call each
-(docs/decisions/0002-no-lone-request-shortcut.md).
+(docs/decisions/0002-no-lone-request-shortcut.md, 0020-lone-requests-skip-the-loop-turn.md).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from app.predictor import Predictor
+from app.predictor import Predictions, Predictor
 
 # One window's answer: its next close and its predicted relative scale (None without one).
 Forecast = tuple[float, float | None]
@@ -31,10 +31,10 @@ class MicroBatcher:
     so the loop is never blocked for long. Windows are grouped by predictor,
     so a hot swap mid-batch answers each request from the model it started with.
 
-    A request can not tell whether others will join: under uvicorn each request runs from its
-    first byte to this point without yielding, so "requests in flight" is always one here even
-    at concurrency 32. Every window therefore takes the loop turn, even when it turns out to be
-    alone (docs/decisions/0002-no-lone-request-shortcut.md).
+    A request that is the only one the server runs (uvicorn's own set of running requests holds
+    every request read so far, started or not) is predicted at once with `forecast_now` when the
+    batcher is `idle`: no company can come before its answer is sent. Any other window takes the
+    loop turn (docs/decisions/0020-lone-requests-skip-the-loop-turn.md).
 
     With `inference_thread`, a batch of several windows runs in one thread of its own while the
     loop goes on parsing requests; the windows that arrive meanwhile make the next batch, started
@@ -60,6 +60,18 @@ class MicroBatcher:
     async def predict(self, predictor: Predictor, window: np.ndarray) -> float:
         """The next close after one window (shape `(window,)`), computed in a shared batch."""
         return (await self.forecast(predictor, window))[0]
+
+    @property
+    def idle(self) -> bool:
+        """No batch is forming or running: a window alone in the server may run at once."""
+        return not self._pending and not self._running
+
+    def forecast_now(self, predictor: Predictor, windows: np.ndarray) -> Predictions:
+        """The prediction for one window `(1, window)` of a request alone in the server, at
+        once: no other request can join before its answer is written."""
+        if self._on_batch is not None:
+            self._on_batch(1)
+        return predictor.forecast(windows)
 
     async def forecast(self, predictor: Predictor, window: np.ndarray) -> Forecast:
         """The next close after one window and its predicted scale, computed in a shared batch."""

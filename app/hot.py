@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.body_limit import BodyReader, replaying
+from app.http_protocol import alone_in_server
 from app.manager import ModelManager
 from app.metrics import UNMATCHED, ServiceMetrics
 from app.routers.predict import answer
@@ -166,7 +167,7 @@ class HotPath:
     ) -> None:
         try:
             predictor = self.manager.require(self.manager.default if name is None else name)
-            content = await answer(request, predictor, self.service, level)
+            content = await answer(request, predictor, self.service, level, alone_in_server(scope))
         except Exception as exc:
             await self._error(scope, receive, send, exc)
             return

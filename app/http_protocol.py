@@ -15,6 +15,7 @@ import functools
 import json
 from typing import Any
 
+from starlette.types import Scope
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from app.errors import error_body
@@ -23,6 +24,16 @@ from app.settings import Settings, settings_from_environment
 
 # The uvicorn command-line option that selects this protocol.
 UVICORN_OPTION = ("--http", "app.http_protocol:BoundedHttpToolsProtocol")
+# The scope key holding the set of the server's running requests (uvicorn's own), so a request
+# can tell it is the only one (app/batching.py).
+SERVER_TASKS = "app.server_tasks"
+
+
+def alone_in_server(scope: Scope) -> bool:
+    """Whether the request of `scope` is the only one the server is running; False when the
+    server does not say (another protocol, or the app called without a server)."""
+    tasks = scope.get(SERVER_TASKS)
+    return tasks is not None and len(tasks) <= 1
 
 
 @functools.cache
@@ -95,6 +106,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._arm_head_deadline()
 
     def on_headers_complete(self) -> None:
+        self.scope[SERVER_TASKS] = self.tasks  # type: ignore[literal-required]
         self._in_head = False
         self._head_bytes = 0
         self._cancel_head_deadline()

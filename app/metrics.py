@@ -122,6 +122,7 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self._request_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._prediction_series: dict[tuple[str, str, str], Counter] = {}
 
     def observe_request(self, route: str, method: str, status: str, seconds: float) -> None:
         """Count and time one request; each label set's series is looked up once, since
@@ -133,6 +134,14 @@ class ServiceMetrics:
             self._request_series[key] = series
         series[0].inc()
         series[1].observe(seconds)
+
+    def count_predictions(self, endpoint: str, model: str, version: str, count: int) -> None:
+        """Count `count` predictions of `model` v`version` by `endpoint` (series looked up once)."""
+        key = (endpoint, model, version)
+        series = self._prediction_series.get(key)
+        if series is None:
+            series = self._prediction_series[key] = self.predictions.labels(*key)
+        series.inc(count)
 
 
 class RequestMetricsMiddleware:

@@ -237,20 +237,27 @@ class Predictor:
             raise InvalidInputError(
                 f"each window must hold {self.window} closes (got shape {list(windows.shape)})"
             )
-        outputs = self._run_all(windows)
-        closes = np.concatenate([np.empty(0), *(chunk_closes for chunk_closes, _ in outputs)])
-        scales = None
-        if self._scale is not None:
-            scales = np.concatenate([np.empty(0), *(chunk_scales for _, chunk_scales in outputs)])
-        bad = np.flatnonzero(~np.isfinite(closes))
+        closes, scales = self._joined(self._run_all(windows))
+        finite = np.isfinite(closes)
         if scales is not None:
-            bad = np.union1d(bad, np.flatnonzero(~np.isfinite(scales)))
-        if len(bad):
+            finite &= np.isfinite(scales)
+        if not finite.all():
             raise InvalidInputError(
-                f"window {int(bad[0])}: the model gives no finite prediction for these closes "
-                "(far outside the range it was trained on)"
+                f"window {int(np.argmin(finite))}: the model gives no finite prediction for these "
+                "closes (far outside the range it was trained on)"
             )
         return Predictions(closes, scales)
+
+    def _joined(
+        self, outputs: list[tuple[np.ndarray, np.ndarray | None]]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The closes and scales of every chunk's outputs, end to end."""
+        if len(outputs) == 1:  # one model call: nothing to join
+            return outputs[0]
+        closes = np.concatenate([np.empty(0), *(chunk_closes for chunk_closes, _ in outputs)])
+        if self._scale is None:
+            return closes, None
+        return closes, np.concatenate([np.empty(0), *(scales for _, scales in outputs)])
 
     def _run_all(self, windows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """Decoded outputs for `windows`: a short batch in one call in this thread, a long one

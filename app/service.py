@@ -59,12 +59,21 @@ class PredictionService:
                 )
 
     async def predict(
-        self, predictor: Predictor, windows: np.ndarray, level: int, endpoint: str, single: bool
+        self,
+        predictor: Predictor,
+        windows: np.ndarray,
+        level: int,
+        endpoint: str,
+        single: bool,
+        alone: bool = False,
     ) -> Prediction:
         """Next closes and `level`% bounds for `windows` `(n, window)`: a lone window joins the
-        batch of concurrent requests, a big batch runs in a worker thread."""
+        batch of concurrent requests (runs at once when the request is `alone` in the server),
+        a big batch runs in a worker thread."""
         inline = predictor.runtime.inline
-        if single and inline:
+        if single and inline and alone and self.batcher.idle:
+            predictions = self.batcher.forecast_now(predictor, windows)
+        elif single and inline:
             close, scale = await self.batcher.forecast(predictor, windows[0])
             predictions = Predictions(
                 np.array([close]), None if scale is None else np.array([scale])
@@ -74,8 +83,8 @@ class PredictionService:
         else:
             predictions = await to_thread.run_sync(predictor.forecast, windows)
         closes = predictions.closes
-        self.metrics.predictions.labels(endpoint, predictor.name, predictor.version_label).inc(
-            len(closes)
+        self.metrics.count_predictions(
+            endpoint, predictor.name, predictor.version_label, len(closes)
         )
         scales = None if predictions.scales is None else predictions.scales * windows[:, -1]
         if predictor.intervals is None:

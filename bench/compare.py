@@ -168,18 +168,26 @@ def peer_server(peer: Peer, served: Served, log_path: Path, venvs: Path = PEER_V
 
 
 def measure_round(
-    start: Callable[[], Server], served: Served, plan: PeerPlan, scratch: Path, into: Measured
+    start: Callable[[], Server],
+    served: Served,
+    plan: PeerPlan,
+    scratch: Path,
+    into: Measured,
+    round_index: int = 0,
 ) -> None:
     """One fresh server: cold start, warm-up, RSS, one sequential run and one wrk run per
-    route, and (the first time) every route's answers to the January windows."""
+    route, and (the first time) every route's answers to the January windows. Every route gets
+    the same warm-up, and each round starts with the next route, so no route is always the one
+    measured first."""
     routes = list(into.routes)
+    shift = round_index % len(routes)
+    routes = routes[shift:] + routes[:shift]
     with start() as server:
         into.server.add("cold_start_s", server.cold_start_s)
         for route in routes:
-            load.timed_posts(server.port, route, served.body, load.JSON_HEADERS, 1)
-        load.timed_posts(
-            server.port, routes[0], served.body, load.JSON_HEADERS, plan.warmup_requests
-        )
+            load.timed_posts(
+                server.port, route, served.body, load.JSON_HEADERS, plan.warmup_requests
+            )
         into.server.add("rss_mb", server.rss_mib())
         for route in routes:
             sequential(server, route, served.body, plan, into.routes[route])
@@ -249,12 +257,11 @@ def compare_peers(
             routes={route.format(name=served.name): BackendResult() for route in OUR_ROUTES},
         )
         theirs = Measured(peer.label, routes={peer.route.format(name=served.name): BackendResult()})
-        for _ in range(plan.rounds):
-            measure_round(
-                partial(our_server, served, scratch / "ours.log"), served, plan, scratch, ours
-            )
+        for index in range(plan.rounds):
+            ours_start = partial(our_server, served, scratch / "ours.log")
+            measure_round(ours_start, served, plan, scratch, ours, index)
             start = partial(peer_server, peer, served, scratch / f"{peer.key}.log", venvs)
-            measure_round(start, served, plan, scratch, theirs)
+            measure_round(start, served, plan, scratch, theirs, index)
         log(summary(ours))
         log(summary(theirs))
         sittings.append(Sitting(peer, ours, theirs))
@@ -485,9 +492,10 @@ def section(
         f"- {plan.rounds} round(s) per peer, alternating: a fresh server of ours, then a fresh "
         "peer, and so on. Each round: cold start (from just before the spawn to the first 200 "
         f"of the server's readiness route, polled every 2 ms), RSS after {plan.warmup_requests} "
-        f"warm-up requests, {plan.sequential_requests} sequential requests on one keep-alive "
-        f"connection (p50 and p99), then `wrk -t1 -c{plan.wrk_connections} "
-        f"-d{plan.wrk_seconds}s` on each route. Every figure is the median of its rounds; "
+        f"warm-up requests on each route, {plan.sequential_requests} sequential requests on one "
+        f"keep-alive connection (p50 and p99), then `wrk -t1 -c{plan.wrk_connections} "
+        f"-d{plan.wrk_seconds}s` on each route, each round starting with the next route. Every "
+        "figure is the median of its rounds; "
         "errors (socket errors + non-2xx) are summed over them.",
         "- answers: every server answers the January 2020 windows, one request each; a peer's "
         "answers must equal our `/predict`'s exactly, and so must our per-model route's.",

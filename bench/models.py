@@ -115,9 +115,9 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, BackendResult]:
         load.timed_posts(
             ours.port, f"/v2/models/{args.name}/infer", infer_body(window), load.JSON_HEADERS, 200
         )
-        results["ref"].add("rss_mb", ref.rss_mb())
-        results["ours"].add("rss_mb", ours.rss_mb())
-        results["ours_two"].add("rss_mb", two.rss_mb())
+        results["ref"].add("rss_mb", ref.rss_mib())
+        results["ours"].add("rss_mb", ours.rss_mib())
+        results["ours_two"].add("rss_mb", two.rss_mib())
         results["ours_two"].add("models", float(len(json.loads(_get(two, "/models"))["models"])))
         for run_index in range(args.runs):
             for key, server in (("ref", ref), ("ours", ours)):
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, BackendResult]:
                 f"req/s, ours {results['ours'].runs['wrk_rps'][-1]:.0f} req/s, infer "
                 f"{wrk.requests_per_s:.0f} req/s"
             )
-        results["ours_two"].add("rss_after_mb", two.rss_mb())
+        results["ours_two"].add("rss_after_mb", two.rss_mib())
     return results
 
 

@@ -63,6 +63,18 @@ def score_quantile(ordered: np.ndarray, level: float | np.ndarray) -> np.ndarray
     return quantile
 
 
+def _band(
+    predicted: np.ndarray, one_step_width: np.ndarray, steps_ahead: np.ndarray | int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(lower, upper)`: `predicted` plus or minus the one-step half-width times the square root
+    of the steps ahead, the lower bound no lower than zero."""
+    width = one_step_width
+    if not (isinstance(steps_ahead, int) and steps_ahead == 1):  # one step: sqrt(1) changes nothing
+        width = width * np.sqrt(np.asarray(steps_ahead, dtype=np.float64))
+    predicted = np.asarray(predicted, dtype=np.float64)
+    return np.maximum(predicted - width, 0.0), predicted + width
+
+
 def _check_level(level: int) -> None:
     if level not in LEVELS:
         raise ValueError(f"level must be a whole percent between {min(LEVELS)} and {max(LEVELS)}")
@@ -95,13 +107,8 @@ class Intervals:
     ) -> tuple[np.ndarray, np.ndarray]:
         """`(lower, upper)` around `predicted`. Beyond one step the half-width grows with the square
         root of the steps (a random-walk assumption: recursive predictions compound their errors)."""
-        width = (
-            self.half_width(level)
-            * np.asarray(last_close, dtype=np.float64)
-            * np.sqrt(np.asarray(steps_ahead, dtype=np.float64))
-        )
-        predicted = np.asarray(predicted, dtype=np.float64)
-        return np.maximum(predicted - width, 0.0), predicted + width
+        width = self.half_width(level) * np.asarray(last_close, dtype=np.float64)
+        return _band(predicted, width, steps_ahead)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -246,11 +253,7 @@ class ScaledIntervals:
         Day k ahead of the last close uses that close's window scale times sqrt(k): the scale
         forecast is flat over the horizon (as for EWMA volatility), and k independent daily
         changes add their variances."""
-        width = self.half_width(level, scale, last_close) * np.sqrt(
-            np.asarray(steps_ahead, dtype=np.float64)
-        )
-        predicted = np.asarray(predicted, dtype=np.float64)
-        return np.maximum(predicted - width, 0.0), predicted + width
+        return _band(predicted, self.half_width(level, scale, last_close), steps_ahead)
 
     def adaptive_bounds(
         self,

@@ -48,11 +48,16 @@ adaptive intervals, the predicted `scale` the interval is a multiple of."""
 
 
 async def answer(
-    body: PredictRequest, predictor: Predictor, service: PredictionService, level: int
+    body: PredictRequest,
+    predictor: Predictor,
+    service: PredictionService,
+    level: int,
+    alone: bool = False,
 ) -> dict[str, Any]:
     """The response for `body`, predicted by `predictor` through the service, as the fields of
     PredictResponse (one window) or BatchPredictResponse (a batch): plain values, so the hot
-    path (app/hot.py) encodes it as it is and this route through its response model."""
+    path (app/hot.py) encodes it as it is and this route through its response model. `alone`:
+    the server runs no other request, so a single window need not wait for company."""
     single = body.closes is not None
     windows = [body.closes] if body.closes is not None else body.windows or []
     service.check_lengths(predictor, windows, single)
@@ -70,7 +75,7 @@ async def answer(
             "model": model,
         }
     array = np.array(windows, dtype=np.float64)
-    result = await service.predict(predictor, array, level, "predict", single)
+    result = await service.predict(predictor, array, level, "predict", single, alone)
     lower = None if result.lower is None else result.lower.tolist()
     upper = None if result.upper is None else result.upper.tolist()
     scales = None if result.scales is None else result.scales.tolist()

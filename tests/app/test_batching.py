@@ -13,7 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.batching import MicroBatcher
 from app.errors import InvalidInputError
+from app.metrics import ServiceMetrics
 from app.predictor import OnnxRuntime, Predictor
+from app.service import PredictionService
 from bench.server import app_server
 from model_store import Bundle
 
@@ -82,6 +84,61 @@ def test_a_lone_window_is_answered_without_waiting_for_company(tiny_bundle: Bund
 
     assert asyncio.run(one()) == pytest.approx(float(predictor.predict(window[None, :])[0]))
     assert runtime.calls[0] == 1
+
+
+def service_of(batcher: MicroBatcher) -> PredictionService:
+    return PredictionService(batcher, ServiceMetrics())
+
+
+def test_a_window_alone_in_the_server_is_predicted_without_yielding_to_the_loop(
+    tiny_bundle: Bundle,
+) -> None:
+    runtime = RecordingRuntime(tiny_bundle)
+    predictor = Predictor(tiny_bundle, runtime)
+    windows = windows_of(tiny_bundle, 1)
+    metrics = ServiceMetrics()
+    service = PredictionService(MicroBatcher(on_batch=metrics.batch_windows.observe), metrics)
+    coroutine = service.predict(predictor, windows, 80, "predict", single=True, alone=True)
+
+    # Driven by hand, outside any event loop: a coroutine that awaited a loop turn could not
+    # finish on its first step.
+    with pytest.raises(StopIteration) as finished:
+        coroutine.send(None)
+
+    assert finished.value.value.closes.tolist() == predictor.predict(windows).tolist()
+    assert runtime.calls[-2:] == [1, 1]  # its own call, then the reference
+    sums = [s.value for s in metrics.batch_windows.collect()[0].samples if s.name.endswith("_sum")]
+    assert sums == [1]  # one model call of one window in the batch-size histogram
+
+
+def test_a_window_alone_in_the_server_joins_a_batch_already_forming(tiny_bundle: Bundle) -> None:
+    runtime = RecordingRuntime(tiny_bundle)
+    predictor = Predictor(tiny_bundle, runtime)
+    windows = windows_of(tiny_bundle, 2)
+    batcher = MicroBatcher()
+    service = service_of(batcher)
+
+    async def both() -> list[float]:
+        first = asyncio.ensure_future(batcher.predict(predictor, windows[0]))
+        await asyncio.sleep(0)  # the first window is pending: a batch is forming
+        alone = await service.predict(predictor, windows[1:], 80, "predict", True, alone=True)
+        return [await first, float(alone.closes[0])]
+
+    answers = asyncio.run(both())
+
+    assert runtime.calls == [2]
+    np.testing.assert_allclose(answers, predictor.predict(windows), rtol=0, atol=1e-4)
+
+
+def test_a_window_alone_in_the_server_that_the_model_refuses_fails_with_its_message(
+    tiny_bundle: Bundle,
+) -> None:
+    predictor = Predictor(tiny_bundle, OnnxRuntime(tiny_bundle))
+    service = service_of(MicroBatcher())
+    short = windows_of(tiny_bundle, 1)[:, :-1]
+
+    with pytest.raises(InvalidInputError, match=f"each window must hold {tiny_bundle.window}"):
+        asyncio.run(service.predict(predictor, short, 80, "predict", True, alone=True))
 
 
 def test_a_failing_window_fails_only_its_own_request(tiny_bundle: Bundle) -> None:

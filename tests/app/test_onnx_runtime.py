@@ -12,6 +12,7 @@ import onnxruntime as ort
 import psutil
 import pytest
 
+from app.errors import InvalidInputError
 from app.predictor import (
     BACKGROUND,
     LOWEST_NICE,
@@ -47,6 +48,21 @@ def test_a_chunked_batch_equals_one_onnx_call(tiny_bundle: Bundle) -> None:
 
     assert chunked.shape == whole.shape and chunked.shape[0] == len(inputs)
     np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("count", [3, ONNX_CHUNK + 3])  # one model call, and several
+def test_the_first_window_without_a_finite_prediction_is_named(
+    tiny_bundle: Bundle, count: int
+) -> None:
+    predictor = Predictor(tiny_bundle, OnnxRuntime(tiny_bundle))
+    windows = np.full((count, tiny_bundle.window), 100.0)
+    # Each close finite and positive, their ratios overflow: no finite encoded window.
+    for bad in (1, count - 1):
+        windows[bad, :-1], windows[bad, -1] = 1e300, 1e-300
+
+    with pytest.raises(InvalidInputError, match=r"^window 1: the model gives no finite"):
+        predictor.forecast(windows)
+    assert np.isfinite(predictor.forecast(windows[2:-1]).closes).all()
 
 
 def test_a_10000_window_batch_leaves_the_memory_where_it_was() -> None:
