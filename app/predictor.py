@@ -107,6 +107,20 @@ class Runtime(Protocol):
         ...
 
 
+def session_options() -> ort.SessionOptions:
+    """ONNX Runtime's options for a served model."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    # One thread per session: a request's compute is too little to split, and an intra-op
+    # pool that spins between calls steals the core the event loop needs; scale out with
+    # uvicorn workers, one per core (docs/decisions/0006-onnx-runtime-one-thread.md).
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
 class OnnxRuntime:
     """ONNX Runtime on the CPU, built from the verified bytes of `model.onnx`."""
 
@@ -116,17 +130,8 @@ class OnnxRuntime:
     def __init__(self, bundle: Bundle):
         # Reading the verified bytes (rather than the path) closes the gap between checking the
         # file's sha256 and loading it.
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        # One thread per session: a request's compute is too little to split, and an intra-op
-        # pool that spins between calls steals the core the event loop needs; scale out with
-        # uvicorn workers, one per core (docs/decisions/0006-onnx-runtime-one-thread.md).
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = ort.InferenceSession(
-            bundle.read_verified(ONNX_FILE), options, providers=["CPUExecutionProvider"]
+            bundle.read_verified(ONNX_FILE), session_options(), providers=["CPUExecutionProvider"]
         )
         self._input = self._session.get_inputs()[0].name
 

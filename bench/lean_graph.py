@@ -26,6 +26,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from app.predictor import session_options
 from bench.record import log
 from bench.run import git_commit, machine, store_label
 from model_store import ModelStore
@@ -87,15 +88,9 @@ def graphs(keras_path: Path, window: int) -> dict[str, onnx.ModelProto]:
 
 
 def session(model: onnx.ModelProto) -> ort.InferenceSession:
-    """A session with the server's options (decision 0006: one thread, sequential)."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    """A session with the server's options."""
     return ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        model.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
     )
 
 
