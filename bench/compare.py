@@ -228,12 +228,7 @@ def wrk(server: Server, route: str, script: Path, plan: PeerPlan, into: BackendR
         duration_s=plan.wrk_seconds,
         threads=1,
     )
-    if result.requests:
-        into.add("cpu_per_request_ms", (server.cpu_seconds() - cpu_before) * 1e3 / result.requests)
-    into.add("wrk_rps", result.requests_per_s)
-    into.add("wrk_errors", result.errors)
-    into.add("wrk_p50_ms", result.p50_ms)
-    into.add("wrk_p99_ms", result.p99_ms)
+    into.add_wrk(result, server.cpu_seconds() - cpu_before)
 
 
 def answers(server: Server, route: str, windows: list[list[float]]) -> list[Any]:

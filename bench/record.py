@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bench.load import WrkResult
+
 
 @dataclass
 class BackendResult:
@@ -17,6 +19,15 @@ class BackendResult:
 
     def add(self, figure: str, value: float) -> None:
         self.runs.setdefault(figure, []).append(float(value))
+
+    def add_wrk(self, wrk: WrkResult, server_cpu_seconds: float) -> None:
+        """One wrk run's figures, with the server's CPU per request over the run."""
+        if wrk.requests:
+            self.add("cpu_per_request_ms", server_cpu_seconds * 1e3 / wrk.requests)
+        self.add("wrk_rps", wrk.requests_per_s)
+        self.add("wrk_errors", wrk.errors)
+        self.add("wrk_p50_ms", wrk.p50_ms)
+        self.add("wrk_p99_ms", wrk.p99_ms)
 
     def median(self, figure: str) -> float:
         values = self.runs.get(figure)

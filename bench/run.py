@@ -139,12 +139,7 @@ def measure_wrk(server: Server, script: Path, plan: Plan, result: BackendResult)
     server's CPU per request over the run."""
     cpu_before = server.cpu_seconds()
     wrk = predict_wrk(server, script, plan)
-    if wrk.requests:
-        result.add("cpu_per_request_ms", (server.cpu_seconds() - cpu_before) * 1e3 / wrk.requests)
-    result.add("wrk_rps", wrk.requests_per_s)
-    result.add("wrk_errors", wrk.errors)
-    result.add("wrk_p50_ms", wrk.p50_ms)
-    result.add("wrk_p99_ms", wrk.p99_ms)
+    result.add_wrk(wrk, server.cpu_seconds() - cpu_before)
     return wrk
 
 
