@@ -1,5 +1,6 @@
 """uvicorn's httptools protocol with the bounds uvicorn does not have: a deadline for each
-request's head, a cap on its size, a cap on open connections, and the idle keep-alive time.
+request's head, a cap on its size, a cap on open connections, and the idle keep-alive time;
+and its access log written after the response instead of before it.
 
 uvicorn times out idle keep-alive connections but not one that sends a partial request head
 and stops: 3,000 of them stayed open indefinitely. Select it with
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 from typing import Any
 
 from starlette.types import Scope
@@ -56,6 +58,20 @@ def raw_error(status: int, code: str, message: str, headers: dict[str, str]) -> 
     return b"".join(lines)
 
 
+class AfterResponseLog:
+    """uvicorn's access logger, writing each line once the event loop has run what it is
+    running: uvicorn logs a response before writing it, so the line's formatting and write
+    would delay every answer (docs/decisions/0022-access-log-after-the-response.md)."""
+
+    def __init__(self, logger: logging.Logger, loop: asyncio.AbstractEventLoop):
+        self.logger = logger
+        self.loop = loop
+
+    def info(self, msg: str, *args: object) -> None:
+        if self.logger.isEnabledFor(logging.INFO):
+            self.loop.call_soon(self.logger.info, msg, *args)
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """Closes a connection whose request head is late (408) or too large (431), and refuses
     connections past the cap (503 `overloaded`, `Retry-After`)."""
@@ -67,6 +83,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # balancers 60 s), so the client closes an idle connection first: a server closing it
         # just as the client reuses it drops that request.
         self.timeout_keep_alive = self.limits.keep_alive_seconds
+        self.access_logger = AfterResponseLog(self.access_logger, self.loop)  # type: ignore[assignment]
         self._head_deadline: asyncio.TimerHandle | None = None
         self._head_bytes = 0
         self._in_head = True

@@ -1,9 +1,12 @@
-"""What the bounded protocol tells the app (app/http_protocol.py): whether a request is the only
-one a real uvicorn server is running."""
+"""What the bounded protocol does on a real uvicorn server (app/http_protocol.py): it tells a
+request whether it is the only one the server is running, and writes the access log line of a
+response after the response."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,17 +42,63 @@ class AloneProbe:
         await send({"type": "http.response.body", "body": b"ok"})
 
 
+class WriteRecorder:
+    """A connection's transport that notes each write in `events` before making it."""
+
+    def __init__(self, transport: asyncio.Transport, events: list[str]):
+        self._transport = transport
+        self._events = events
+
+    def write(self, data: bytes) -> None:
+        self._events.append("head" if data.startswith(b"HTTP/1.1 ") else "body")
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class LogRecorder(logging.Handler):
+    """Notes each access log line in `events`, in the order of the writes."""
+
+    def __init__(self, events: list[str]):
+        super().__init__()
+        self.events = events
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.events.append(f"log {record.getMessage()}")
+
+
+def recording_protocol(events: list[str]) -> type[BoundedHttpToolsProtocol]:
+    class RecordingProtocol(BoundedHttpToolsProtocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(WriteRecorder(transport, events))  # type: ignore[arg-type]
+
+    return RecordingProtocol
+
+
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """`app` on a real uvicorn server with the bounded protocol, in a thread."""
+def access_log_into(events: list[str]) -> Iterator[logging.Logger]:
+    logger = logging.getLogger("uvicorn.access")
+    handler, level = LogRecorder(events), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield logger
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.disabled = False
+
+
+@contextmanager
+def serving(
+    app: Any, protocol: type[BoundedHttpToolsProtocol] = BoundedHttpToolsProtocol
+) -> Iterator[str]:
+    """`app` on a real uvicorn server with the bounded protocol, in a thread; logging is left
+    as the caller configured it."""
     port = free_port()
     config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        http=BoundedHttpToolsProtocol,
-        lifespan="off",
-        log_level="warning",
+        app, host="127.0.0.1", port=port, http=protocol, lifespan="off", log_config=None
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -86,3 +135,33 @@ def test_a_request_knows_whether_the_server_runs_any_other() -> None:
 
 def test_a_scope_from_no_server_is_never_alone() -> None:
     assert alone_in_server({"type": "http", "path": "/predict"}) is False
+
+
+def test_the_access_log_line_of_a_response_is_written_after_the_response() -> None:
+    events: list[str] = []
+    with (
+        access_log_into(events),
+        serving(AloneProbe(), recording_protocol(events)) as base,
+        httpx.Client(base_url=base, timeout=10) as client,
+    ):
+        assert client.get("/first").text == "ok"
+        assert client.post("/second?level=80").text == "ok"
+
+    line = r'log 127\.0\.0\.1:\d+ - "{} HTTP/1\.1" 200'
+    assert events[:3] == ["head", "body", events[2]]
+    assert re.fullmatch(line.format("GET /first"), events[2])
+    assert events[3:5] == ["head", "body"]
+    assert re.fullmatch(line.format(r"POST /second\?level=80"), events[5])
+    assert len(events) == 6
+
+
+def test_a_disabled_access_log_writes_no_line() -> None:
+    events: list[str] = []
+    with access_log_into(events) as logger:
+        logger.disabled = True  # what ACCESS_LOG=false does (app/main.py)
+        with (
+            serving(AloneProbe(), recording_protocol(events)) as base,
+            httpx.Client(base_url=base, timeout=10) as client,
+        ):
+            assert client.get("/first").text == "ok"
+    assert events == ["head", "body"]
