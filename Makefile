@@ -130,7 +130,7 @@ demo-aapl: dev-deps
 		--store $(STORE) --name aapl-lstm
 	$(BIN)/python -m training verify --store $(STORE) --name aapl-lstm --version 1
 
-# Our server against its peers serving the same bundle, one server at a time: a plain FastAPI
+# Our server against its peers serving the same bundle, one under load at a time: a plain FastAPI
 # app, the constant floor and KServe's ModelServer (its own venv, peer-kserve), ~11 min; needs
 # wrk, installed from Debian when missing. Writes bench/RESULTS.md; BENCH_ARGS=--keras adds the
 # Keras backend and two workers (~6 min more). Then the adaptive-band bundle against the

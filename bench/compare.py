@@ -1,8 +1,9 @@
 """The peer comparison of `make bench`: our server against other servers of the same model.
 
 Every peer (bench/peers) serves the same bundle's `model.onnx` with the same encoding, intervals
-and ONNX Runtime options. Servers run one at a time, each round of a peer right after a fresh
-round of our own server, so each ratio compares servers measured under the same machine load.
+and ONNX Runtime options. Each round runs a fresh server of ours beside a fresh peer and loads
+one at a time: their sequential requests in blocks that take turns, then a wrk run on each. So
+each ratio compares servers measured under the same machine load, seconds apart.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from importlib import metadata
@@ -92,13 +94,16 @@ class PeerPlan:
     route) and how long each measurement is, for our server and every peer alike."""
 
     rounds: int = 3
-    sequential_requests: int = 2000
+    sequential_requests: int = 2000  # per route, in blocks that take turns with the other routes
+    sequential_blocks: int = 10
     wrk_seconds: int = 20
     wrk_connections: int = 32
     warmup_requests: int = 200
 
 
-QUICK_PEERS = PeerPlan(rounds=1, sequential_requests=200, wrk_seconds=2, warmup_requests=20)
+QUICK_PEERS = PeerPlan(
+    rounds=1, sequential_requests=200, sequential_blocks=2, wrk_seconds=2, warmup_requests=20
+)
 
 
 @dataclass(frozen=True)
@@ -167,36 +172,53 @@ def peer_server(peer: Peer, served: Served, log_path: Path, venvs: Path = PEER_V
     )
 
 
-def measure_round(
-    start: Callable[[], Server],
-    served: Served,
-    plan: PeerPlan,
-    scratch: Path,
-    into: Measured,
-    round_index: int = 0,
-) -> None:
-    """One fresh server: cold start, warm-up, RSS, one sequential run and one wrk run per
-    route, and (the first time) every route's answers to the January windows. Every route gets
-    the same warm-up, and each round starts with the next route, so no route is always the one
-    measured first."""
-    routes = list(into.routes)
-    shift = round_index % len(routes)
-    routes = routes[shift:] + routes[:shift]
+def rotated(items: list[Any], shift: int) -> list[Any]:
+    """`items` starting at index `shift` (modulo their number), so no item is always first."""
+    shift %= len(items)
+    return items[shift:] + items[:shift]
+
+
+@contextmanager
+def warmed(
+    start: Callable[[], Server], served: Served, plan: PeerPlan, into: Measured
+) -> Iterator[Server]:
+    """A fresh server: its cold start, the same warm-up on each of its routes, its RSS."""
     with start() as server:
         into.server.add("cold_start_s", server.cold_start_s)
-        for route in routes:
+        for route in into.routes:
             load.timed_posts(
                 server.port, route, served.body, load.JSON_HEADERS, plan.warmup_requests
             )
         into.server.add("rss_mb", server.rss_mib())
-        for route in routes:
-            sequential(server, route, served.body, plan, into.routes[route])
+        yield server
+
+
+def measure_round(
+    starts: list[tuple[Callable[[], Server], Measured]],
+    served: Served,
+    plan: PeerPlan,
+    scratch: Path,
+    round_index: int = 0,
+) -> None:
+    """One round of fresh servers, started (and warmed up) one after the other: the sequential
+    requests of every route of every server in interleaved blocks, then one wrk run per route,
+    server after server, and (the first time) every route's answers to the January windows.
+    Only one server has load at any time, and each round starts with the next route and the
+    next server, so none is always measured first."""
+    with ExitStack() as stack:
+        servers = [
+            (stack.enter_context(warmed(start, served, plan, into)), into) for start, into in starts
+        ]
+        legs = [(server, route, into) for server, into in servers for route in into.routes]
+        sequential(legs, served.body, plan, round_index)
         script = load.write_wrk_script(scratch, served.body)
-        for route in routes:
-            wrk(server, route, script, plan, into.routes[route])
-        into.server.add("peak_rss_mb", server.rss_mib())
-        for route in routes:
-            into.answers.setdefault(route, answers(server, route, served.windows))
+        for server, into in rotated(servers, round_index):
+            for route in rotated(list(into.routes), round_index):
+                wrk(server, route, script, plan, into.routes[route])
+            into.server.add("peak_rss_mb", server.rss_mib())
+        for server, into in servers:
+            for route in into.routes:
+                into.answers.setdefault(route, answers(server, route, served.windows))
 
 
 def summary(measured: Measured) -> str:
@@ -209,13 +231,23 @@ def summary(measured: Measured) -> str:
 
 
 def sequential(
-    server: Server, route: str, body: bytes, plan: PeerPlan, into: BackendResult
+    legs: list[tuple[Server, str, Measured]], body: bytes, plan: PeerPlan, shift: int
 ) -> None:
-    seconds = load.timed_posts(
-        server.port, route, body, load.JSON_HEADERS, plan.sequential_requests
-    )
-    into.add("seq_p50_ms", np.percentile(seconds, 50) * 1e3)
-    into.add("seq_p99_ms", np.percentile(seconds, 99) * 1e3)
+    """`plan.sequential_requests` one-at-a-time requests per leg (a server and one of its
+    routes), sent in `plan.sequential_blocks` blocks that take turns leg by leg, so a change in
+    the machine's speed during the round falls on every leg alike."""
+    per_block = plan.sequential_requests // plan.sequential_blocks
+    seconds: list[list[np.ndarray]] = [[] for _ in legs]
+    for block in range(plan.sequential_blocks):
+        for index in rotated(list(range(len(legs))), shift + block):
+            server, route, _ = legs[index]
+            seconds[index].append(
+                load.timed_posts(server.port, route, body, load.JSON_HEADERS, per_block)
+            )
+    for (_, route, into), timed in zip(legs, seconds, strict=True):
+        every = np.concatenate(timed)
+        into.routes[route].add("seq_p50_ms", np.percentile(every, 50) * 1e3)
+        into.routes[route].add("seq_p99_ms", np.percentile(every, 99) * 1e3)
 
 
 def wrk(server: Server, route: str, script: Path, plan: PeerPlan, into: BackendResult) -> None:
@@ -243,8 +275,8 @@ def answers(server: Server, route: str, windows: list[list[float]]) -> list[Any]
 def compare_peers(
     peers: list[Peer], served: Served, plan: PeerPlan, scratch: Path, venvs: Path
 ) -> list[Sitting]:
-    """For each peer, rounds of our server on both routes then the peer, one server at a time
-    (ours, peer, ours, peer, ...), so the machine's changing load falls on both alike."""
+    """For each peer, rounds of a fresh server of ours and a fresh peer, each measured beside
+    the other (never both under load), so the machine's changing load falls on both alike."""
     sittings = []
     for peer in peers:
         ours = Measured(
@@ -254,9 +286,8 @@ def compare_peers(
         theirs = Measured(peer.label, routes={peer.route.format(name=served.name): BackendResult()})
         for index in range(plan.rounds):
             ours_start = partial(our_server, served, scratch / "ours.log")
-            measure_round(ours_start, served, plan, scratch, ours, index)
-            start = partial(peer_server, peer, served, scratch / f"{peer.key}.log", venvs)
-            measure_round(start, served, plan, scratch, theirs, index)
+            peer_start = partial(peer_server, peer, served, scratch / f"{peer.key}.log", venvs)
+            measure_round([(ours_start, ours), (peer_start, theirs)], served, plan, scratch, index)
         log(summary(ours))
         log(summary(theirs))
         sittings.append(Sitting(peer, ours, theirs))
@@ -450,8 +481,8 @@ def section(
     lines = [
         "## Peers: the same model behind other servers, one worker each",
         "",
-        "Each peer ran in rounds alternating with fresh runs of our server (`make run`'s "
-        "command, every model of the store loaded), one server at a time.",
+        "Each peer ran in rounds beside a fresh server of ours (`make run`'s command, every "
+        "model of the store loaded), one server under load at a time.",
         "",
         *figures_table(sittings),
         "",
@@ -484,14 +515,16 @@ def section(
         f"- versions: {versions}.",
         '- every server gets the same request bytes, `{"closes": [40 closes]}`; KServe on its '
         "own v1 route, which hands the decoded JSON to the model's `predict`.",
-        f"- {plan.rounds} round(s) per peer, alternating: a fresh server of ours, then a fresh "
-        "peer, and so on. Each round: cold start (from just before the spawn to the first 200 "
-        f"of the server's readiness route, polled every 2 ms), RSS after {plan.warmup_requests} "
-        f"warm-up requests on each route, {plan.sequential_requests} sequential requests on one "
-        f"keep-alive connection (p50 and p99), then `wrk -t1 -c{plan.wrk_connections} "
-        f"-d{plan.wrk_seconds}s` on each route, each round starting with the next route. Every "
-        "figure is the median of its rounds; "
-        "errors (socket errors + non-2xx) are summed over them.",
+        f"- {plan.rounds} round(s) per peer. Each round starts a fresh server of ours, then a "
+        "fresh peer (cold start: from just before the spawn to the first 200 of the server's "
+        f"readiness route, polled every 2 ms; RSS after {plan.warmup_requests} warm-up requests "
+        f"on each route), then sends {plan.sequential_requests} sequential requests per route "
+        f"in {plan.sequential_blocks} blocks, each on one keep-alive connection, the blocks "
+        "taking turns between every route of both servers (p50 and p99 over each route's "
+        f"requests), then `wrk -t1 -c{plan.wrk_connections} -d{plan.wrk_seconds}s` on each "
+        "route, one server after the other. Only one server has load at a time, and each round "
+        "starts with the next route and the next server. Every figure is the median of its "
+        "rounds; errors (socket errors + non-2xx) are summed over them.",
         "- answers: every server answers the January 2020 windows, one request each; a peer's "
         "answers must equal our `/predict`'s exactly, and so must our per-model route's.",
         "",

@@ -1,8 +1,8 @@
 """`make bench`: our server against its peers (bench/compare.py), and with --keras the default
 (ONNX Runtime) backend against the Keras backend, side by side.
 
-Real servers run as subprocesses on 127.0.0.1, one after the other (never at the same time: they
-would share the two cores). Every figure is the median of several runs; the run counts are
+Real servers run as subprocesses on 127.0.0.1, never two under load at the same time (they would
+share the two cores). Every figure is the median of several runs; the run counts are
 printed and written into bench/RESULTS.md with the machine, date, commit and load.
 """
 
