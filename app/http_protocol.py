@@ -109,18 +109,22 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head:
             self._head_bytes += len(data)
         super().data_received(data)
-        if self._in_head and self._head_bytes > self.limits.max_header_bytes:
+        if not self._in_head:
+            return
+        if self._head_bytes > self.limits.max_header_bytes:
             self._close_with(
                 431,
                 "header_too_large",
                 f"request head is larger than {self.limits.max_header_bytes} bytes",
                 "header_too_large",
             )
+            return
+        # Only a head that one read did not complete needs a deadline: most never arm one.
+        self._arm_head_deadline()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._arm_head_deadline()
 
     def on_headers_complete(self) -> None:
         self.scope[SERVER_TASKS] = self.tasks  # type: ignore[literal-required]

@@ -187,6 +187,21 @@ def test_a_slow_request_head_is_closed_with_408_while_others_are_served(server: 
     assert after - before == 20
 
 
+def test_a_slow_head_after_a_first_request_on_the_connection_is_closed_with_408(
+    server: str,
+) -> None:
+    with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
+        sock.sendall(b"GET /livez HTTP/1.1\r\nHost: test\r\n\r\n")
+        first = b""
+        while not first.endswith(b"}"):  # the whole of /livez's JSON answer
+            first += sock.recv(65536)
+        sock.sendall(b"GET /livez HTTP/1.1\r\nHost: te")  # the rest of this head never comes
+        answer = read_until_closed(sock)
+    assert first.startswith(b"HTTP/1.1 200 "), first
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b'"request_timeout"' in answer
+
+
 def test_an_oversized_request_head_is_431(server: str) -> None:
     with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
         sock.sendall(b"GET /livez HTTP/1.1\r\nHost: test\r\nX-Padding: " + b"a" * 8000)
