@@ -15,6 +15,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import error_response
+from app.http_protocol import BODY_ARRIVED
 
 
 class BodyReader:
@@ -71,8 +72,11 @@ class BodyReader:
     async def read(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
         """The whole body, or None when it was answered (413, 408) or the client went away."""
         try:
-            async with asyncio.timeout(self.timeout_seconds):
+            if scope.get(BODY_ARRIVED):  # all in memory: no deadline to arm and cancel
                 chunks = await self._read(scope, receive, send)
+            else:
+                async with asyncio.timeout(self.timeout_seconds):
+                    chunks = await self._read(scope, receive, send)
         except TimeoutError:
             await self._time_out(scope, receive, send)
             return None

@@ -1,6 +1,7 @@
 """uvicorn's httptools protocol with the bounds uvicorn does not have: a deadline for each
 request's head, a cap on its size, a cap on open connections, and the idle keep-alive time;
-and its access log written after the response instead of before it.
+its access log written after the response instead of before it; and word to the app that a
+request's body has arrived.
 
 uvicorn times out idle keep-alive connections but not one that sends a partial request head
 and stops: 3,000 of them stayed open indefinitely. Select it with
@@ -29,6 +30,9 @@ UVICORN_OPTION = ("--http", "app.http_protocol:BoundedHttpToolsProtocol")
 # The scope key holding the set of the server's running requests (uvicorn's own), so a request
 # can tell it is the only one (app/batching.py).
 SERVER_TASKS = "app.server_tasks"
+# The scope key set once the request's whole body has been read from the socket: reading it then
+# cannot wait for the client, so it needs no deadline (app/body_limit.py).
+BODY_ARRIVED = "app.body_arrived"
 
 
 def alone_in_server(scope: Scope) -> bool:
@@ -132,6 +136,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._cancel_head_deadline()
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.cycle.scope[BODY_ARRIVED] = True  # type: ignore[literal-required]
 
     def _arm_head_deadline(self) -> None:
         if self._head_deadline is None:

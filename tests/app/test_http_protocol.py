@@ -1,12 +1,13 @@
 """What the bounded protocol does on a real uvicorn server (app/http_protocol.py): it tells a
-request whether it is the only one the server is running, and writes the access log line of a
-response after the response."""
+request whether it is the only one the server is running and whether its body has arrived, and
+writes the access log line of a response after the response."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,10 +16,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from app.http_protocol import (
-    BoundedHttpToolsProtocol,
-    alone_in_server,
-)
+from app.http_protocol import BODY_ARRIVED, BoundedHttpToolsProtocol, alone_in_server
 from bench.server import free_port
 
 
@@ -135,6 +133,51 @@ def test_a_request_knows_whether_the_server_runs_any_other() -> None:
 
 def test_a_scope_from_no_server_is_never_alone() -> None:
     assert alone_in_server({"type": "http", "path": "/predict"}) is False
+
+
+class BodyProbe:
+    """An ASGI app recording, per request path, whether its body had arrived when the app
+    started and once it was read, and the body."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[bool, bool, bytes]] = {}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        at_start = bool(scope.get(BODY_ARRIVED))
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        self.seen[scope["path"]] = (at_start, bool(scope.get(BODY_ARRIVED)), body)
+        headers = [(b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+def answer_on(sock: socket.socket) -> bytes:
+    """One BodyProbe answer read from `sock` (its head and body may come in two writes)."""
+    answer = b""
+    while not answer.endswith(b"\r\n\r\nok"):
+        answer += sock.recv(65536)
+    return answer
+
+
+def test_a_request_knows_whether_its_body_has_arrived() -> None:
+    app = BodyProbe()
+    with serving(app) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            head = b"POST /%s HTTP/1.1\r\nHost: test\r\nContent-Length: 4\r\n\r\n"
+            sock.sendall(head % b"whole" + b"body")
+            assert answer_on(sock).startswith(b"HTTP/1.1 200 ")
+            sock.sendall(head % b"late")
+            threading.Event().wait(0.2)
+            sock.sendall(b"body")
+            assert answer_on(sock).startswith(b"HTTP/1.1 200 ")
+
+    assert app.seen == {"/whole": (True, True, b"body"), "/late": (False, True, b"body")}
 
 
 def test_the_access_log_line_of_a_response_is_written_after_the_response() -> None:

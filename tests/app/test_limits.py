@@ -202,6 +202,15 @@ def test_a_slow_head_after_a_first_request_on_the_connection_is_closed_with_408(
     assert b'"request_timeout"' in answer
 
 
+def test_a_small_predict_body_that_stops_arriving_is_closed_with_408(server: str) -> None:
+    with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
+        head = b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        sock.sendall(head + b"Content-Length: 100\r\n\r\n" + b'{"closes": [')
+        answer = read_until_closed(sock)  # the rest of the body never comes
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b'"request body did not arrive within 6 s"' in answer
+
+
 def test_an_oversized_request_head_is_431(server: str) -> None:
     with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
         sock.sendall(b"GET /livez HTTP/1.1\r\nHost: test\r\nX-Padding: " + b"a" * 8000)
