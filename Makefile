@@ -60,8 +60,9 @@ browser:
 
 # podman and what the image and compose tests (tests/deploy) need to build and run containers as
 # root: runc (crun cannot run here, deploy/podman/containers.conf), netavark + aardvark-dns (names
-# between compose services), debootstrap (the stand-in base). Installed from Debian when missing.
-CONTAINER_PACKAGES := podman runc uidmap slirp4netns fuse-overlayfs netavark aardvark-dns debootstrap
+# between compose services) and iptables, which netavark runs to set up every network but does not
+# depend on, debootstrap (the stand-in base). Installed from Debian when missing.
+CONTAINER_PACKAGES := podman runc uidmap slirp4netns fuse-overlayfs netavark aardvark-dns iptables debootstrap
 container-engine:
 	dpkg -s $(CONTAINER_PACKAGES) >/dev/null 2>&1 || \
 		(apt-get update && apt-get install -y --no-install-recommends $(CONTAINER_PACKAGES))
