@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from bench import load
+from bench.compare import rotated
 from bench.run import git_commit, machine, store_label
 from bench.server import HOST, REPO_ROOT, Server, free_port
 from model_store import LATEST, ModelStore
@@ -195,7 +196,7 @@ def measure(requests: int, warmup: int) -> dict[str, Any]:
         for server, _ in servers.values():
             load.timed_posts(server.port, "/predict", body, load.JSON_HEADERS, warmup)
         for block in range(BLOCKS):
-            for key in list(APPS)[block % 2 :] + list(APPS)[: block % 2]:
+            for key in rotated(list(APPS), block):
                 server = servers[key][0]
                 client[key].append(
                     load.timed_posts(
