@@ -75,6 +75,14 @@ PEERS = {
             same_answers=False,
         ),
         Peer(
+            "floor_model",
+            "the constant floor plus one model call",
+            "/predict",
+            "/openapi.json",
+            _uvicorn("bench.peers.constant_model:app"),
+            same_answers=False,
+        ),
+        Peer(
             "kserve",
             "KServe ModelServer",
             "/v1/models/{name}:predict",
@@ -351,7 +359,7 @@ def targets(
                 found.append(Target(what, "not measured", f"{sign} {limit}x", None))
                 continue
             ours = sitting.ours.routes[route]
-            value = ratio(ours, next(iter(sitting.theirs.routes.values())), figure)
+            value = ratio(ours, peer_figures(sitting), figure)
             met = value >= limit if sign == ">=" else value <= limit
             found.append(Target(what, f"{value:.2f}x", f"{sign} {limit}x", met))
     errors = sum(
@@ -431,7 +439,7 @@ def ratios_table(sittings: list[Sitting], name: str) -> list[str]:
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for sitting in sittings:
-        theirs = next(iter(sitting.theirs.routes.values()))
+        theirs = peer_figures(sitting)
         cells = [sitting.peer.label]
         for figure in per_route:
             cells += [f"{ratio(sitting.ours.routes[r], theirs, figure):.2f}x" for r in routes]
@@ -439,6 +447,41 @@ def ratios_table(sittings: list[Sitting], name: str) -> list[str]:
             cells.append(f"{ratio(sitting.ours.server, sitting.theirs.server, figure):.2f}x")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def model_share(sittings: list[Sitting], name: str) -> list[str]:
+    """Sequential p50 against the floor and against the floor plus one model call, per route,
+    and the model call's own share of the floor it implies (each ratio from its own sitting,
+    so a change of machine speed between the sittings cancels); empty unless both peers ran."""
+    by_peer = {sitting.peer.key: sitting for sitting in sittings}
+    if "constant" not in by_peer or "floor_model" not in by_peer:
+        return []
+    lines = [
+        "### The model's own time",
+        "",
+        "The floor plus one model call is the constant floor that also runs the ONNX Runtime "
+        "session once per request: no server of this model can answer a sequential request "
+        "faster than the floor by less than that call's share.",
+        "",
+        "| route | ours / the floor | ours / the floor plus the model | the floor plus the model "
+        "/ the floor |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for template in OUR_ROUTES:
+        route = template.format(name=name)
+        against = [
+            ratio(by_peer[key].ours.routes[route], peer_figures(by_peer[key]), "seq_p50_ms")
+            for key in ("constant", "floor_model")
+        ]
+        lines.append(
+            f"| `{route}` | {against[0]:.2f}x | {against[1]:.2f}x | {against[0] / against[1]:.2f}x |"
+        )
+    return [*lines, ""]
+
+
+def peer_figures(sitting: Sitting) -> BackendResult:
+    """The peer's one route's figures."""
+    return next(iter(sitting.theirs.routes.values()))
 
 
 def targets_table(found: list[Target]) -> list[str]:
@@ -497,6 +540,7 @@ def section(
         "",
         *targets_table(found),
         "",
+        *model_share(sittings, name),
     ]
     if problems:
         lines += ["Answers that differ:", "", *(f"- {problem}" for problem in problems), ""]
@@ -509,7 +553,9 @@ def section(
         "",
         f"- the peers: {peers}. Each serves the bundle's `model.onnx` with model_store's "
         "encoding and intervals and app/predictor.py's ONNX Runtime session options (one "
-        "intra-op thread), and answers with our single-window `/predict` body; otherwise every "
+        "intra-op thread), and answers with our single-window `/predict` body (the constant "
+        "floors answer a constant of its size and never read the body, the floor plus the "
+        "model running the session on a window encoded at start-up); otherwise every "
         "server runs with its own defaults (access log on; KServe with its per-request latency "
         "log, and without its gRPC server, which is not measured).",
         f"- versions: {versions}.",

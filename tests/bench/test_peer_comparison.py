@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -71,11 +72,12 @@ def test_the_plain_fastapi_peer_answers_our_predict_to_the_last_digit(
     assert first["model"] == {"name": NAME, "version": int(target.version)}
 
 
-def test_the_constant_floor_never_reads_the_body(
-    january: list[list[float]], tmp_path: Path
+@pytest.mark.parametrize("key", ["constant", "floor_model"])
+def test_the_constant_floors_never_read_the_body(
+    key: str, january: list[list[float]], tmp_path: Path
 ) -> None:
-    peer = compare.PEERS["constant"]
-    with compare.peer_server(peer, served(january), tmp_path / "constant.log") as floor:
+    peer = compare.PEERS[key]
+    with compare.peer_server(peer, served(january), tmp_path / f"{key}.log") as floor:
         reply = httpx.post(
             f"{floor.base_url}{peer.route}",
             content=b"not json at all",
@@ -119,7 +121,7 @@ def target_row(text: str, what: str) -> list[str]:
 
 def test_a_tiny_run_writes_its_measured_ratios_and_verdicts(tmp_path: Path) -> None:
     output = tmp_path / "RESULTS.md"
-    command = [sys.executable, "-m", "bench", "--quick", "--peers", "fastapi,constant"]
+    command = [sys.executable, "-m", "bench", "--quick", "--peers", "fastapi,constant,floor_model"]
     completed = subprocess.run(
         [*command, "--store", str(DEMO_STORE), "--name", NAME, "--output", str(output)],
         cwd=REPO_ROOT,
@@ -133,9 +135,10 @@ def test_a_tiny_run_writes_its_measured_ratios_and_verdicts(tmp_path: Path) -> N
     assert re.search(r"^- machine load .*: [\d.]+ at the start, [\d.]+ at the end", text, re.M)
 
     runs = {sitting["peer"]: sitting for sitting in runs_of(text)}
-    assert list(runs) == ["fastapi", "constant"]
+    assert list(runs) == ["fastapi", "constant", "floor_model"]
     floor = runs["constant"]
     for route in ("/predict", f"/models/{NAME}/predict"):
+        check_model_share(text, route, floor, runs["floor_model"])
         ours = floor["ours"][route]
         throughput = np.median(ours["wrk_rps"]) / np.median(floor["theirs"]["/predict"]["wrk_rps"])
         row = target_row(text, f"req/s c32, ours / the constant floor's, `{route}`")
@@ -163,6 +166,21 @@ def test_a_tiny_run_writes_its_measured_ratios_and_verdicts(tmp_path: Path) -> N
     assert target_row(text, "answers equal ours")[1:] == ["yes", "all", "met"]
     rss = max(float(np.median(sitting["ours"]["server"]["rss_mb"])) for sitting in runs.values())
     assert target_row(text, "our RSS after warm-up")[1] == f"{rss:.1f}"
+
+
+def check_model_share(text: str, route: str, floor: Any, floor_model: Any) -> None:
+    """The model's-own-time row of `route`: each ratio from its own sitting, and their quotient."""
+
+    def seq_ratio(sitting: Any) -> float:
+        ours = np.median(sitting["ours"][route]["seq_p50_ms"])
+        return float(ours / np.median(sitting["theirs"]["/predict"]["seq_p50_ms"]))
+
+    against_floor, against_model = seq_ratio(floor), seq_ratio(floor_model)
+    assert target_row(text, f"`{route}`")[1:] == [
+        f"{against_floor:.2f}x",
+        f"{against_model:.2f}x",
+        f"{against_floor / against_model:.2f}x",
+    ]
 
 
 def pins(lock: str) -> dict[str, str]:
