@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.access_log import use_lean_access_formatter
 from app.admission import AdmissionBudget, AdmissionMiddleware
 from app.batching import MicroBatcher
 from app.body_limit import BodyLimitMiddleware, BodyReader
@@ -41,7 +42,9 @@ Every error has one shape: `{"error": {"code", "message", "detail"}}`.
 def _configure_logging(level: str, access_log: bool) -> None:
     # uvicorn has configured its loggers before it imports the app; ACCESS_LOG=false silences
     # its access logger, with the same effect as `--no-access-log`.
-    logging.getLogger("uvicorn.access").disabled = not access_log
+    access = logging.getLogger("uvicorn.access")
+    access.disabled = not access_log
+    use_lean_access_formatter(access.handlers)
     logger = logging.getLogger("app")
     logger.setLevel(level.upper())
     if not logger.handlers:  # uvicorn configures only its own loggers
