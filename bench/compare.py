@@ -460,8 +460,10 @@ def model_share(sittings: list[Sitting], name: str) -> list[str]:
         "### The model's own time",
         "",
         "The floor plus one model call is the constant floor that also runs the ONNX Runtime "
-        "session once per request: no server of this model can answer a sequential request "
-        "faster than the floor by less than that call's share.",
+        "session once per request: against the floor, it shows what the model's call alone "
+        "adds to a sequential request; ours against it, whether our whole request (body, "
+        "validation, encoding, the call, intervals, metrics, without FastAPI's routing) costs "
+        "more or less than FastAPI's endpoint with only the call added.",
         "",
         "| route | ours / the floor | ours / the floor plus the model | the floor plus the model "
         "/ the floor |",
