@@ -3,9 +3,10 @@
 Side A is the code of a git ref (default `main`, from a temporary worktree) or this checkout
 with other settings; side B is this checkout. Both serve the same store from the same
 virtualenv, with the access log on as `make run` does, and their runs alternate (A, B, A, B,
-...) so the machine's changing load falls on both alike. Per run and side: 1,000 sequential
-one-window `/predict` requests on one keep-alive connection, then `wrk -t1 -c32` on
-`/predict` and on `/models/{name}/predict`, with the server's CPU per request. `--cpus` pins
+...) so the machine's changing load falls on both alike. Per run: 1,000 sequential one-window
+`/predict` requests per side, in ten blocks that take turns between the sides, each block on
+one keep-alive connection (as the peer comparison sends them); then, side after side, `wrk
+-t1 -c32` on `/predict` and on `/models/{name}/predict`, with the server's CPU per request. `--cpus` pins
 both servers to those cores (`taskset`; wrk then runs on the others when there are any).
 
     python -m bench.hotpath                               # main against this checkout
@@ -27,15 +28,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
 from bench import load
+from bench.compare import Measured, PeerPlan, sequential
 from bench.models import checkout
 from bench.run import BackendResult, git_commit, log, machine, store_label
 from bench.server import REPO_ROOT, Server, free_port, uvicorn_command
 from model_store import ModelStore
 
 SIDES = ("a", "b")
+SEQUENTIAL_BLOCKS = 10  # each run's sequential requests, in blocks that take turns side by side
+
+
+def sequential_plan(requests: int) -> PeerPlan:
+    """The peer comparison's sequential plan for `requests` per side and run."""
+    return PeerPlan(sequential_requests=requests, sequential_blocks=SEQUENTIAL_BLOCKS)
 
 
 @dataclass(frozen=True)
@@ -128,10 +134,7 @@ def wrk(
 def measure(
     server: Server, body: bytes, script: Path, args: argparse.Namespace, result: BackendResult
 ) -> None:
-    """One run of every figure on `server`, added to `result`."""
-    seconds = load.timed_posts(server.port, "/predict", body, load.JSON_HEADERS, args.requests)
-    result.add("seq_p50_ms", float(np.percentile(seconds, 50) * 1e3))
-    result.add("seq_p99_ms", float(np.percentile(seconds, 99) * 1e3))
+    """One run of the wrk figures on `server`, added to `result`."""
     for key, path in (("default", "/predict"), ("named", f"/models/{args.name}/predict")):
         run, cpu_ms = wrk(server, path, script, args)
         result.add(f"{key}_rps", run.requests_per_s)
@@ -152,6 +155,11 @@ def run(sides: list[Side], args: argparse.Namespace, scratch: Path) -> dict[str,
         for server in servers:
             load.timed_posts(server.port, "/predict", body, load.JSON_HEADERS, 200)
         for index in range(args.runs):
+            legs = [
+                (server, "/predict", Measured(side.label, routes={"/predict": results[side.label]}))
+                for side, server in zip(sides, servers, strict=True)
+            ]
+            sequential(legs, body, sequential_plan(args.requests), index)
             for side, server in zip(sides, servers, strict=True):
                 measure(server, body, script, args, results[side.label])
             log(
@@ -198,8 +206,9 @@ def report(sides: list[Side], results: dict[str, BackendResult], args: argparse.
         f"- store `{store_label(args.store)}`, every model served, `{args.name}` the default",
         f"- servers on cores: {args.cpus or 'any'}; machine load (1-minute average) "
         f"{args.loads[0]:.1f} at the start, {args.loads[1]:.1f} at the end",
-        f"- method: {args.runs} alternating runs per side of {args.requests} sequential requests "
-        f"and `wrk -t1 -c32 -d{args.seconds}s` on each route; medians",
+        f"- method: {args.runs} runs, each of {args.requests} sequential requests per side in "
+        f"{SEQUENTIAL_BLOCKS} blocks taking turns between the sides, then `wrk -t1 -c32 "
+        f"-d{args.seconds}s` on each route, side after side; medians of the runs",
         *(f"- {side.label}: {describe(side)}" for side in sides),
         "",
         f"| figure | {sides[0].label} | {sides[1].label} | ratio |",
