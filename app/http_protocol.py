@@ -73,7 +73,15 @@ class AfterResponseLog:
 
     def info(self, msg: str, *args: object) -> None:
         if self.logger.isEnabledFor(logging.INFO):
-            self.loop.call_soon(self.logger.info, msg, *args)
+            self.loop.call_soon(self._log, msg, args)
+
+    def _log(self, msg: str, args: tuple[object, ...]) -> None:
+        # `logger.info` without its search of the stack for the caller: that would find this
+        # method, nothing the line is about.
+        logger = self.logger
+        logger.handle(
+            logger.makeRecord(logger.name, logging.INFO, "(unknown file)", 0, msg, args, None)
+        )
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
