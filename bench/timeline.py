@@ -15,6 +15,7 @@ client's median round trip; the wrappers themselves add a microsecond or so per 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import inspect
 import json
@@ -52,6 +53,7 @@ OUR_STEPS = (
     "JSON encoded",
     "response head written",
     "response body written",
+    "loop idle again",
 )
 FLOOR_STEPS = (
     "request bytes read",
@@ -59,7 +61,10 @@ FLOOR_STEPS = (
     "app entered",
     "response head written",
     "response body written",
+    "loop idle again",
 )
+# The last step of a response on the wire; what follows is the server's work after it.
+ANSWERED = "response body written"
 APPS = {"ours": "app.main:app", "floor": "bench.peers.constant:app"}
 DEFAULT_MODEL = "fb-lstm"  # what `make run` serves at /predict
 
@@ -78,6 +83,19 @@ class Marks:
     def note(self, step: str) -> None:
         if self.requests and step in self.index:
             self.requests[-1][self.index[step]] = time.perf_counter()
+
+    def note_idle_later(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Note `loop idle again` for this request once the loop has run the rest of the
+        request's task and every callback queued before this one: the work left after its
+        answer."""
+        if not self.requests:
+            return
+        request, idle = self.requests[-1], self.index["loop idle again"]
+
+        def note() -> None:
+            request[idle] = time.perf_counter()
+
+        loop.call_soon(note)
 
 
 def after(marks: Marks, step: str, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -118,10 +136,11 @@ def instrument(marks: Marks, ours: bool) -> None:
 
     async def send(self: Any, message: Any) -> None:
         await sent(self, message)
-        kind = message["type"]
-        marks.note(
-            "response head written" if kind == "http.response.start" else "response body written"
-        )
+        if message["type"] == "http.response.start":
+            marks.note("response head written")
+            return
+        marks.note(ANSWERED)
+        marks.note_idle_later(asyncio.get_running_loop())
 
     cycle.send = send
     if ours:
@@ -232,7 +251,8 @@ def step_medians(requests: list[list[float]], steps: tuple[str, ...]) -> dict[st
         for i, step in enumerate(steps)
         if i > 0
     }
-    medians["total"] = float(np.median(times[:, -1] - times[:, 0]) * 1e6)
+    answered = steps.index(ANSWERED)
+    medians["total"] = float(np.median(times[:, answered] - times[:, 0]) * 1e6)
     medians["requests"] = float(len(times))
     return medians
 
@@ -270,7 +290,10 @@ def report(found: dict[str, Any], requests: int, loads: tuple[float, float]) -> 
         "",
         "For the floor, `app entered` -> `response head written` is FastAPI's routing, its "
         "endpoint and its JSON response; the access log line is written before the head in the "
-        "floor (uvicorn's way) and after the body in ours.",
+        "floor (uvicorn's way) and after the body in ours. `loop idle again` is the server's "
+        "work after the answer (the request's task ending, the keep-alive timer, our access "
+        "log line and metrics) until its event loop next waits for events: a request that "
+        "arrives before then waits for it.",
         "",
         "```json",
         json.dumps(found, indent=1),
