@@ -53,7 +53,7 @@ OUR_STEPS = (
     "JSON encoded",
     "response head written",
     "response body written",
-    "loop idle again",
+    "work after the answer done",
 )
 FLOOR_STEPS = (
     "request bytes read",
@@ -61,7 +61,7 @@ FLOOR_STEPS = (
     "app entered",
     "response head written",
     "response body written",
-    "loop idle again",
+    "work after the answer done",
 )
 # The last step of a response on the wire; what follows is the server's work after it.
 ANSWERED = "response body written"
@@ -85,12 +85,12 @@ class Marks:
             self.requests[-1][self.index[step]] = time.perf_counter()
 
     def note_idle_later(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Note `loop idle again` for this request once the loop has run the rest of the
+        """Note `work after the answer done` for this request once the loop has run the rest of the
         request's task and every callback queued before this one: the work left after its
         answer."""
         if not self.requests:
             return
-        request, idle = self.requests[-1], self.index["loop idle again"]
+        request, idle = self.requests[-1], self.index["work after the answer done"]
 
         def note() -> None:
             request[idle] = time.perf_counter()
@@ -290,9 +290,9 @@ def report(found: dict[str, Any], requests: int, loads: tuple[float, float]) -> 
         "",
         "For the floor, `app entered` -> `response head written` is FastAPI's routing, its "
         "endpoint and its JSON response; the access log line is written before the head in the "
-        "floor (uvicorn's way) and after the body in ours. `loop idle again` is the server's "
-        "work after the answer (the request's task ending, the keep-alive timer, our access "
-        "log line and metrics) until its event loop next waits for events: a request that "
+        "floor (uvicorn's way) and after the body in ours. `work after the answer done` is the "
+        "rest of the request's task (metrics, uvicorn's end of the request, the keep-alive "
+        "timer) and the callbacks queued before it ran (our access log line): a request that "
         "arrives before then waits for it.",
         "",
         "```json",
