@@ -292,8 +292,9 @@ def report(found: dict[str, Any], requests: int, loads: tuple[float, float]) -> 
         "endpoint and its JSON response; the access log line is written before the head in the "
         "floor (uvicorn's way) and after the body in ours. `work after the answer done` is the "
         "rest of the request's task (metrics, uvicorn's end of the request, the keep-alive "
-        "timer) and the callbacks queued before it ran (our access log line): a request that "
-        "arrives before then waits for it.",
+        "timer) and the callbacks queued before it ran (our access log line); it ends when the "
+        "loop next runs queued callbacks, which uvloop does after polling for I/O, so when the "
+        "next request has already arrived its reading and parsing are in it too.",
         "",
         "```json",
         json.dumps(found, indent=1),
