@@ -5,9 +5,10 @@ with other settings; side B is this checkout. Both serve the same store from the
 virtualenv, with the access log on as `make run` does, and their runs alternate (A, B, A, B,
 ...) so the machine's changing load falls on both alike. Per run: 1,000 sequential one-window
 `/predict` requests per side, in ten blocks that take turns between the sides, each block on
-one keep-alive connection (as the peer comparison sends them); then, side after side, `wrk
--t1 -c32` on `/predict` and on `/models/{name}/predict`, with the server's CPU per request. `--cpus` pins
-both servers to those cores (`taskset`; wrk then runs on the others when there are any).
+one keep-alive connection (as the peer comparison sends them); then, side after side,
+`wrk -t1 -c32` on `/predict` and on `/models/{name}/predict`, with the server's CPU per
+request. `--cpus` pins both servers to those cores (`taskset`; wrk then runs on the others when
+there are any).
 
     python -m bench.hotpath                               # main against this checkout
     python -m bench.hotpath --ref HEAD~1                  # the last commit's change

@@ -84,16 +84,16 @@ class Marks:
         if self.requests and step in self.index:
             self.requests[-1][self.index[step]] = time.perf_counter()
 
-    def note_idle_later(self, loop: asyncio.AbstractEventLoop) -> None:
+    def note_after_answer(self, loop: asyncio.AbstractEventLoop) -> None:
         """Note `work after the answer done` for this request once the loop has run the rest of the
         request's task and every callback queued before this one: the work left after its
         answer."""
         if not self.requests:
             return
-        request, idle = self.requests[-1], self.index["work after the answer done"]
+        request, step = self.requests[-1], self.index["work after the answer done"]
 
         def note() -> None:
-            request[idle] = time.perf_counter()
+            request[step] = time.perf_counter()
 
         loop.call_soon(note)
 
@@ -140,7 +140,7 @@ def instrument(marks: Marks, ours: bool) -> None:
             marks.note("response head written")
             return
         marks.note(ANSWERED)
-        marks.note_idle_later(asyncio.get_running_loop())
+        marks.note_after_answer(asyncio.get_running_loop())
 
     cycle.send = send
     if ours:

@@ -3,8 +3,8 @@ read, that also makes the one ONNX Runtime call a prediction needs, on a window 
 start-up, and returns the constant.
 
 `uvicorn bench.peers.constant_model:app`; the bundle comes from PEER_STORE_DIR and friends. Its
-round trip is the floor's plus the model's own time, so it shows how much of a sequential
-request no server of this model can save, whatever its HTTP layer.
+round trip is the floor's plus the model's own time: against the floor it shows what the call
+alone adds to a sequential request on FastAPI's endpoint.
 """
 
 from __future__ import annotations

@@ -59,14 +59,19 @@ def test_other_formats_and_styles_give_uvicorns_line(
 @pytest.fixture
 def uvicorn_logging() -> Iterator[logging.Logger]:
     """uvicorn's default logging, configured as `uvicorn` configures it before it imports the app."""
-    access = logging.getLogger("uvicorn.access")
-    handlers, disabled = list(access.handlers), access.disabled
+    loggers = [logging.getLogger(name) for name in LOGGING_CONFIG["loggers"]]
+    saved = [
+        (list(logger.handlers), logger.level, logger.propagate, logger.disabled)
+        for logger in loggers
+    ]
     logging.config.dictConfig(deepcopy(LOGGING_CONFIG))
     try:
-        yield access
+        yield logging.getLogger("uvicorn.access")
     finally:
-        access.handlers[:] = handlers
-        access.disabled = disabled
+        for logger, (handlers, level, propagate, disabled) in zip(loggers, saved, strict=True):
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate, logger.disabled = propagate, disabled
 
 
 def test_the_app_gives_uvicorns_access_handler_the_lean_formatter(
