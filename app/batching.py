@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from app.predictor import Predictions, Predictor
+from app.predictor import Predictor
 
 # One window's answer: its next close and its predicted relative scale (None without one).
 Forecast = tuple[float, float | None]
@@ -66,12 +66,12 @@ class MicroBatcher:
         """No batch is forming or running: a window alone in the server may run at once."""
         return not self._pending and not self._running
 
-    def forecast_now(self, predictor: Predictor, windows: np.ndarray) -> Predictions:
-        """The prediction for one window `(1, window)` of a request alone in the server, at
-        once: no other request can join before its answer is written."""
+    def forecast_now(self, predictor: Predictor, closes: Sequence[float]) -> Forecast:
+        """The answer for one window of a request alone in the server, at once: no other
+        request can join before its answer is written."""
         if self._on_batch is not None:
             self._on_batch(1)
-        return predictor.forecast(windows)
+        return predictor.forecast_one(closes)
 
     async def forecast(self, predictor: Predictor, window: np.ndarray) -> Forecast:
         """The next close after one window and its predicted scale, computed in a shared batch."""

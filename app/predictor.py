@@ -7,10 +7,11 @@ its constructor, so the serving process never imports it unless PREDICTOR_BACKEN
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -191,6 +192,13 @@ class Predictions:
     scales: np.ndarray | None = None
 
 
+def _no_finite_prediction(index: int) -> InvalidInputError:
+    return InvalidInputError(
+        f"window {index}: the model gives no finite prediction for these closes (far outside "
+        "the range it was trained on)"
+    )
+
+
 def interval_bounds(
     intervals: IntervalSpec,
     predictions: Predictions,
@@ -247,11 +255,26 @@ class Predictor:
         if scales is not None:
             finite &= np.isfinite(scales)
         if not finite.all():
-            raise InvalidInputError(
-                f"window {int(np.argmin(finite))}: the model gives no finite prediction for these "
-                "closes (far outside the range it was trained on)"
-            )
+            raise _no_finite_prediction(int(np.argmin(finite)))
         return Predictions(closes, scales)
+
+    def forecast_one(self, closes: Sequence[float]) -> tuple[float, float | None]:
+        """`forecast` for one window of closes, decoded in Python floats: the same close and
+        scale to the last digit, without the array calls that cost a lone request more than
+        the arithmetic (docs/decisions/0024-one-window-in-python-floats.md)."""
+        window = np.array([closes], dtype=np.float64)
+        if window.shape != (1, self.window):
+            raise InvalidInputError(
+                f"each window must hold {self.window} closes (got shape {list(window.shape)})"
+            )
+        outputs = np.asarray(self.runtime.run(self._encode(window)))
+        self._check_scale_column(outputs)
+        row = outputs[0].tolist()
+        close = self.encoding.decode_one(row[0], closes[-1])
+        scale = None if self._scale is None else self._scale.relative_scale_one(row)
+        if not (math.isfinite(close) and (scale is None or math.isfinite(scale))):
+            raise _no_finite_prediction(0)
+        return close, scale
 
     def _joined(
         self, outputs: list[tuple[np.ndarray, np.ndarray | None]]
@@ -299,12 +322,16 @@ class Predictor:
         closes = self.encoding.decode(outputs[:, :1], chunk)
         if self._scale is None:
             return closes, None
-        if outputs.ndim != 2 or outputs.shape[1] <= self._scale.index:
+        self._check_scale_column(outputs)
+        return closes, self._scale.relative_scale(outputs)
+
+    def _check_scale_column(self, outputs: np.ndarray) -> None:
+        """ManifestError when the intervals need a scale column the model's outputs lack."""
+        if self._scale is not None and (outputs.ndim != 2 or outputs.shape[1] <= self._scale.index):
             raise ManifestError(
                 f"the intervals need the model's scale output (column {self._scale.index}), "
                 f"but the model returns shape {list(outputs.shape)}"
             )
-        return closes, self._scale.relative_scale(outputs)
 
     def warm_up(self) -> None:
         """One prediction on the bundle's own context, so the first request is not the slow one."""

@@ -14,8 +14,8 @@ from app.errors import InvalidInputError
 from app.forecast import Context, ForecastResult, forecast_series
 from app.forecast_body import check_row_count, forecast_json_pieces
 from app.metrics import ServiceMetrics
-from app.predictor import Predictions, Predictor, interval_bounds
-from model_store import parse_price_csv
+from app.predictor import Predictor, interval_bounds
+from model_store import interval_band_one, parse_price_csv
 
 # With a fast (ONNX) runtime, up to this many windows run on the event loop: a thread hop would
 # cost more than the call (~0.1 ms a window). Bigger batches run in a worker thread so they never
@@ -32,6 +32,17 @@ class Prediction:
     lower: np.ndarray | None
     upper: np.ndarray | None
     scales: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class OnePrediction:
+    """The next close after one window, its bounds (None without intervals) and its predicted
+    scale in price units (None without a scale output)."""
+
+    close: float
+    lower: float | None
+    upper: float | None
+    scale: float | None
 
 
 class PredictionService:
@@ -58,27 +69,37 @@ class PredictionService:
                     detail=[{"loc": loc, "msg": "wrong window length", "type": "window_length"}],
                 )
 
-    async def predict(
+    async def predict_one(
         self,
         predictor: Predictor,
-        windows: np.ndarray,
+        closes: Sequence[float],
         level: int,
         endpoint: str,
-        single: bool,
         alone: bool = False,
+    ) -> OnePrediction:
+        """The next close and its `level`% bounds after one window: it joins the batch of
+        concurrent requests, or runs at once when the request is `alone` in the server."""
+        if not predictor.runtime.inline:
+            close, scale = await to_thread.run_sync(predictor.forecast_one, closes)
+        elif alone and self.batcher.idle:
+            close, scale = self.batcher.forecast_now(predictor, closes)
+        else:
+            close, scale = await self.batcher.forecast(predictor, np.array(closes, np.float64))
+        self.metrics.count_predictions(endpoint, predictor.name, predictor.version_label, 1)
+        last = closes[-1]
+        price_scale = None if scale is None else scale * last
+        if predictor.intervals is None:
+            return OnePrediction(close, None, None, price_scale)
+        lower, upper = interval_band_one(predictor.intervals, close, last, scale, level)
+        return OnePrediction(close, lower, upper, price_scale)
+
+    async def predict(
+        self, predictor: Predictor, windows: np.ndarray, level: int, endpoint: str
     ) -> Prediction:
-        """Next closes and `level`% bounds for `windows` `(n, window)`: a lone window joins the
-        batch of concurrent requests (runs at once when the request is `alone` in the server),
-        a big batch runs in a worker thread."""
+        """Next closes and `level`% bounds for a batch of `windows` `(n, window)`: a big batch,
+        or any batch of a slow runtime, runs in a worker thread."""
         inline = predictor.runtime.inline
-        if single and inline and alone and self.batcher.idle:
-            predictions = self.batcher.forecast_now(predictor, windows)
-        elif single and inline:
-            close, scale = await self.batcher.forecast(predictor, windows[0])
-            predictions = Predictions(
-                np.array([close]), None if scale is None else np.array([scale])
-            )
-        elif inline and len(windows) <= INLINE_WINDOWS:
+        if inline and len(windows) <= INLINE_WINDOWS:
             predictions = predictor.forecast(windows)
         else:
             predictions = await to_thread.run_sync(predictor.forecast, windows)

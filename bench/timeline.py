@@ -48,8 +48,7 @@ OUR_STEPS = (
     "body validated",
     "windows encoded",
     "ONNX Runtime run",
-    "outputs decoded",
-    "answer built (intervals, lists)",
+    "answer built (outputs decoded, intervals)",
     "JSON encoded",
     "response head written",
     "response body written",
@@ -162,8 +161,7 @@ def _instrument_service(marks: Marks) -> None:
     )
     Predictor._encode = after(marks, "windows encoded", Predictor._encode)
     OnnxRuntime.run = after(marks, "ONNX Runtime run", OnnxRuntime.run)
-    Predictor._decode = after(marks, "outputs decoded", Predictor._decode)
-    hot.answer = after(marks, "answer built (intervals, lists)", hot.answer)
+    hot.answer = after(marks, "answer built (outputs decoded, intervals)", hot.answer)
     hot.orjson = SimpleNamespace(dumps=after(marks, "JSON encoded", orjson.dumps))
 
 

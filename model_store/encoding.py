@@ -41,6 +41,11 @@ class WindowEncoding(Protocol):
         """Next closes (float64, shape `(n,)`) from model outputs for `windows`."""
         ...
 
+    def decode_one(self, output: float, last_close: float) -> float:
+        """`decode` for one window's output, in Python floats: the same arithmetic, so the same
+        close to the last digit, without the array calls that cost more than it for one."""
+        ...
+
     def to_json(self) -> dict[str, Any]:
         """Plain numbers for manifest.json (with its `kind`)."""
         ...

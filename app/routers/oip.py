@@ -153,7 +153,7 @@ async def _infer(
             raise ProtocolError(
                 f"parameter level must be a whole percent from {min(LEVELS)} to {max(LEVELS)}"
             )
-        result = await service.predict(predictor, parsed.windows, level, "infer", single=False)
+        result = await service.predict(predictor, parsed.windows, level, "infer")
         tensors = dict(zip(OUTPUT_NAMES, (result.closes, result.lower, result.upper), strict=True))
         body, header_length = infer_response(parsed, predictor.name, predictor.version, tensors)
     except ProtocolError as exc:

@@ -58,10 +58,20 @@ async def answer(
     PredictResponse (one window) or BatchPredictResponse (a batch): plain values, so the hot
     path (app/hot.py) encodes it as it is and this route through its response model. `alone`:
     the server runs no other request, so a single window need not wait for company."""
-    single = body.closes is not None
-    windows = [body.closes] if body.closes is not None else body.windows or []
-    service.check_lengths(predictor, windows, single)
     model = {"name": predictor.name, "version": predictor.version}
+    if body.closes is not None:
+        service.check_lengths(predictor, [body.closes], single=True)
+        one = await service.predict_one(predictor, body.closes, level, "predict", alone)
+        return {
+            "next_close": one.close,
+            "lower": one.lower,
+            "upper": one.upper,
+            "scale": one.scale,
+            "level": level,
+            "model": model,
+        }
+    windows = body.windows or []
+    service.check_lengths(predictor, windows, single=False)
     if not windows:
         empty: list[float] | None = None if predictor.intervals is None else []
         adaptive = predictor.intervals is not None and predictor.intervals.adaptive
@@ -75,19 +85,10 @@ async def answer(
             "model": model,
         }
     array = np.array(windows, dtype=np.float64)
-    result = await service.predict(predictor, array, level, "predict", single, alone)
+    result = await service.predict(predictor, array, level, "predict")
     lower = None if result.lower is None else result.lower.tolist()
     upper = None if result.upper is None else result.upper.tolist()
     scales = None if result.scales is None else result.scales.tolist()
-    if single:
-        return {
-            "next_close": float(result.closes[0]),
-            "lower": None if lower is None else lower[0],
-            "upper": None if upper is None else upper[0],
-            "scale": None if scales is None else scales[0],
-            "level": level,
-            "model": model,
-        }
     return {
         "predictions": result.closes.tolist(),
         "lower": lower,

@@ -56,6 +56,9 @@ class MinMaxEncoding:
     def decode(self, outputs: np.ndarray, windows: np.ndarray) -> np.ndarray:
         return self.inverse_transform(np.asarray(outputs, dtype=np.float64).reshape(-1))
 
+    def decode_one(self, output: float, last_close: float) -> float:
+        return (output - self.min) / self.scale
+
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,

@@ -51,6 +51,9 @@ class RelativeEncoding:
         closes: np.ndarray = last * (1.0 + change)
         return closes
 
+    def decode_one(self, output: float, last_close: float) -> float:
+        return last_close * (1.0 + output / self.factor)
+
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "factor": self.factor}
 

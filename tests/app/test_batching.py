@@ -98,14 +98,14 @@ def test_a_window_alone_in_the_server_is_predicted_without_yielding_to_the_loop(
     windows = windows_of(tiny_bundle, 1)
     metrics = ServiceMetrics()
     service = PredictionService(MicroBatcher(on_batch=metrics.batch_windows.observe), metrics)
-    coroutine = service.predict(predictor, windows, 80, "predict", single=True, alone=True)
+    coroutine = service.predict_one(predictor, windows[0].tolist(), 80, "predict", alone=True)
 
     # Driven by hand, outside any event loop: a coroutine that awaited a loop turn could not
     # finish on its first step.
     with pytest.raises(StopIteration) as finished:
         coroutine.send(None)
 
-    assert finished.value.value.closes.tolist() == predictor.predict(windows).tolist()
+    assert [finished.value.value.close] == predictor.predict(windows).tolist()
     assert runtime.calls[-2:] == [1, 1]  # its own call, then the reference
     sums = [s.value for s in metrics.batch_windows.collect()[0].samples if s.name.endswith("_sum")]
     assert sums == [1]  # one model call of one window in the batch-size histogram
@@ -121,8 +121,8 @@ def test_a_window_alone_in_the_server_joins_a_batch_already_forming(tiny_bundle:
     async def both() -> list[float]:
         first = asyncio.ensure_future(batcher.predict(predictor, windows[0]))
         await asyncio.sleep(0)  # the first window is pending: a batch is forming
-        alone = await service.predict(predictor, windows[1:], 80, "predict", True, alone=True)
-        return [await first, float(alone.closes[0])]
+        alone = await service.predict_one(predictor, windows[1].tolist(), 80, "predict", True)
+        return [await first, alone.close]
 
     answers = asyncio.run(both())
 
@@ -135,10 +135,10 @@ def test_a_window_alone_in_the_server_that_the_model_refuses_fails_with_its_mess
 ) -> None:
     predictor = Predictor(tiny_bundle, OnnxRuntime(tiny_bundle))
     service = service_of(MicroBatcher())
-    short = windows_of(tiny_bundle, 1)[:, :-1]
+    short = windows_of(tiny_bundle, 1)[0, :-1].tolist()
 
     with pytest.raises(InvalidInputError, match=f"each window must hold {tiny_bundle.window}"):
-        asyncio.run(service.predict(predictor, short, 80, "predict", True, alone=True))
+        asyncio.run(service.predict_one(predictor, short, 80, "predict", alone=True))
 
 
 def test_a_failing_window_fails_only_its_own_request(tiny_bundle: Bundle) -> None:
